@@ -1,0 +1,52 @@
+# ocelot-sms: every target installs what it needs first, so a fresh clone needs only `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Python 3.13 matches the Lambda runtime; on this machine kind it comes from pyenv.
+PYTHON313 ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13)
+# The venv's bin first, so `sam build` finds python3.13 for runtime python3.13.
+export PATH := $(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+PYTEST_ARGS ?=
+
+.PHONY: help install lint format unit test build clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## Create the venv (python3.13) and install the pinned dependencies
+
+$(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv install 3.13.0, or put python3.13 on PATH)"; exit 1; }
+	$(PYTHON313) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+lint: install ## ruff, mypy, cfn-lint (serverless rules) and sam validate --lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/shared functions tests tools
+	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	$(BIN)/sam validate --lint --template template.yaml
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+unit: install ## Unit tests (no network) with the coverage gate
+	$(BIN)/pytest tests/unit --cov --cov-report=term $(PYTEST_ARGS)
+
+test: lint ## Everything CI runs: lint, then every test suite, coverage >= 90%
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+build: install ## sam build (layer with BuildMethod python3.13)
+	$(BIN)/sam build --template template.yaml
+
+clean: ## Remove build output and caches (keeps the venv)
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+
+-include mk/*.mk

@@ -1,0 +1,62 @@
+"""Webhook Lambda: POST /webhooks/ocelot, called by Ocelot whenever a message's status changes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ocelot_sms.callbacks import TOKEN_PARAMETER, Delivery
+from ocelot_sms.http import json_response
+from ocelot_sms.observability import logger, metrics
+from ocelot_sms.runtime import callback_service
+
+app = APIGatewayHttpResolver()
+
+
+@app.post("/webhooks/ocelot")
+def receive_callback() -> Response[str]:
+    event = app.current_event
+    service = callback_service()
+    token = (event.query_string_parameters or {}).get(TOKEN_PARAMETER)
+    if not service.authenticate(basic_credentials(event.headers.get("authorization")), token):
+        # Nothing about the request is stored: only the metric counted in authenticate().
+        return json_response(401, {"error": "unauthorized"}, {"WWW-Authenticate": 'Basic realm="ocelot-sms"'})
+    body = event.body or ""
+    reply = service.receive(
+        Delivery(
+            delivery_id=event.request_context.request_id,
+            received_at=datetime.now(UTC),
+            body=base64.b64decode(body) if event.is_base64_encoded else body.encode(),
+            headers=event.headers,
+            source_ip=event.request_context.http.source_ip,
+        )
+    )
+    return json_response(reply.status_code, reply.body)
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response[str]:
+    logger.exception("unexpected error")
+    return json_response(500, {"error": "internal_error"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        username, sep, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (username, password) if sep else None

@@ -1,0 +1,274 @@
+"""The Ocelot SMS API contract this project ASSUMES.
+
+Ocelot publishes the endpoint, the auth scheme and the webhook conventions, but the exact request
+and callback schemas are private (see docs/ocelot-contract.md). Every Ocelot field name, path and
+status name lives in this module and nowhere else: when the real schema differs, this is the one
+module to change, and the raw callbacks kept by the webhook can be replayed through it.
+
+Both sides use it: our client (sender) and the local Ocelot sandbox (tools/), so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SEND_PATH = "/api/v1/sms/send/"
+MAX_MESSAGE_CHARS = 2000
+DEFAULT_MAX_MESSAGES_PER_REQUEST = 100
+
+# Status codes with which Ocelot certainly did not take the request: safe to send again.
+RETRYABLE_STATUS_CODES = frozenset({429, 503})
+
+
+class DeliveryStatus(StrEnum):
+    # Our own initial status once Ocelot has accepted a message and before any callback.
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    OPTED_OUT = "opted_out"
+    # Ours too: the send outcome is unknown, or no terminal status came in time.
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def rank(self) -> int:
+        """Tie-break between events with the same instant: the further along wins."""
+        return _RANK[self]
+
+
+TERMINAL_STATUSES = frozenset(
+    {DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED, DeliveryStatus.OPTED_OUT}
+)
+_RANK = {status: rank for rank, status in enumerate(DeliveryStatus)}
+# Statuses an Ocelot callback may carry (our own ACCEPTED/UNKNOWN are never on the wire).
+WIRE_STATUSES = frozenset(DeliveryStatus) - {DeliveryStatus.ACCEPTED, DeliveryStatus.UNKNOWN}
+
+
+class EventName(StrEnum):
+    STATUS_CHANGED = "OutgoingSms.statusChanged"
+    INBOUND_RECEIVED = "IncomingSms.received"
+
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def normalize_token(value: str) -> str:
+    """Enum-like values vary in casing across Ocelot's APIs: 'OptedOut', 'opted-out', 'OPTED_OUT'."""
+    return _CAMEL_BOUNDARY.sub("_", value.strip()).replace("-", "_").replace(" ", "_").lower()
+
+
+def parse_status(value: str) -> DeliveryStatus | None:
+    token = normalize_token(value)
+    return next((s for s in WIRE_STATUSES if s.value == token), None)
+
+
+def parse_instant(value: str) -> datetime:
+    """An ISO 8601 instant; one without an offset is taken as UTC."""
+    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# Send request and response
+# ---------------------------------------------------------------------------------------------
+
+E164_PATTERN = r"^\+[1-9]\d{6,14}$"
+E164 = Annotated[str, Field(pattern=E164_PATTERN)]
+
+
+class _Wire(BaseModel):
+    # Unknown fields are kept, so nothing Ocelot adds is lost on the way through.
+    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class SendMessage(_Wire):
+    to: E164
+    text: str = Field(alias="message", min_length=1, max_length=MAX_MESSAGE_CHARS)
+    external_id: str | None = Field(default=None, alias="externalId")
+
+
+class SendRequest(_Wire):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    sender: E164 = Field(alias="phoneNumber")
+    operator_id: str = Field(alias="operatorId", min_length=1)
+    messages: list[SendMessage] = Field(min_length=1)
+
+
+class AcceptedMessage(_Wire):
+    message_id: str = Field(alias="id", min_length=1)
+    to: str
+    external_id: str | None = Field(default=None, alias="externalId")
+
+
+class SendResponse(_Wire):
+    batch_id: str = Field(alias="batchId", min_length=1)
+    messages: list[AcceptedMessage]
+
+
+class ErrorBody(_Wire):
+    """NestJS-style error body: `message` is a string, or a list of strings for validation errors."""
+
+    status_code: int = Field(alias="statusCode")
+    message: str | list[str]
+    error: str | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        return [self.message] if isinstance(self.message, str) else list(self.message)
+
+
+def error_body(status_code: int, message: str | list[str], error: str) -> dict[str, Any]:
+    return ErrorBody(status_code=status_code, message=message, error=error).to_wire()
+
+
+def parse_error_body(status_code: int, payload: Any) -> ErrorBody:
+    """Ocelot's error, or a stand-in when the body is not the documented shape (a proxy's 502 page)."""
+    try:
+        return ErrorBody.model_validate(payload)
+    except ValidationError:
+        text = payload if isinstance(payload, str) else repr(payload)
+        return ErrorBody(status_code=status_code, message=text[:500], error="Unexpected response")
+
+
+def validation_problems(error: ValidationError) -> list[str]:
+    """Pydantic errors as the list of strings a NestJS validation error carries."""
+    return [f"{'.'.join(str(p) for p in item['loc']) or 'body'}: {item['msg']}" for item in error.errors()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Callbacks
+# ---------------------------------------------------------------------------------------------
+
+EVENT_ID = "eventId"
+EVENT_NAME = "name"
+
+
+class CallbackEvent(_Wire):
+    """One item of a callback delivery, of any kind. Tolerant: only `eventId` is required; a field of
+    an unexpected type reads as absent here, and the item itself is stored verbatim (see `raw`)."""
+
+    event_id: str = Field(alias=EVENT_ID, min_length=1, max_length=256)
+    name: str | None = Field(default=None, alias=EVENT_NAME)
+    batch_id: str | None = Field(default=None, alias="batchId")
+    message_id: str | None = Field(default=None, alias="messageId", max_length=256)
+    to: str | None = None
+    sender: str | None = Field(default=None, alias="from")
+    status: str | None = None
+    date_time: str | None = Field(default=None, alias="dateTime")
+    error_code: str | None = Field(default=None, alias="errorCode")
+    error_message: str | None = Field(default=None, alias="errorMessage")
+
+    @field_validator("event_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator(
+        "name",
+        "batch_id",
+        "message_id",
+        "to",
+        "sender",
+        "status",
+        "date_time",
+        "error_code",
+        "error_message",
+        mode="before",
+    )
+    @classmethod
+    def _lenient_text(cls, value: Any) -> str | None:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return None
+
+    @property
+    def is_status_change(self) -> bool:
+        return self.name is not None and normalize_token(self.name) == _STATUS_CHANGED_TOKEN
+
+    @property
+    def delivery_status(self) -> DeliveryStatus | None:
+        return parse_status(self.status) if self.status else None
+
+    @property
+    def instant(self) -> datetime | None:
+        if not self.date_time:
+            return None
+        try:
+            return parse_instant(self.date_time)
+        except ValueError:
+            return None
+
+
+_STATUS_CHANGED_TOKEN = normalize_token(EventName.STATUS_CHANGED)
+
+
+class CallbackError(ValueError):
+    """The delivery is not a JSON object or array of objects each with an eventId."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_callback(payload: Any) -> list[CallbackEvent]:
+    """One event object or a JSON array of them. Every item must carry an eventId."""
+    items = payload if isinstance(payload, list) else [payload]
+    if not items:
+        raise CallbackError(["body: expected an event object or a non-empty array of events"])
+    events: list[CallbackEvent] = []
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append(f"[{index}]: expected an object")
+            continue
+        try:
+            events.append(CallbackEvent.model_validate(item))
+        except ValidationError as error:
+            problems.extend(f"[{index}].{p}" for p in validation_problems(error))
+    if problems:
+        raise CallbackError(problems)
+    return events
+
+
+def status_event(
+    *,
+    event_id: str,
+    batch_id: str,
+    message_id: str,
+    to: str,
+    sender: str,
+    status: DeliveryStatus,
+    at: datetime,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> dict[str, Any]:
+    """A delivery-status callback item as Ocelot sends it (used by the sandbox and by tests)."""
+    return CallbackEvent(
+        event_id=event_id,
+        name=EventName.STATUS_CHANGED.value,
+        batch_id=batch_id,
+        message_id=message_id,
+        to=to,
+        sender=sender,
+        status=status.value,
+        date_time=at.isoformat(),
+        error_code=error_code,
+        error_message=error_message,
+    ).to_wire()

@@ -1,0 +1,84 @@
+"""Secrets from Secrets Manager through Powertools Parameters, cached for a bounded time.
+
+Ocelot has no self-service key rotation: support revokes a leaked key and issues a new one. With a
+cache of at most a few minutes, an operator swaps the secret value and every container picks it up
+without a redeploy.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+
+
+class CredentialsError(RuntimeError):
+    """The secret is missing or not the documented JSON shape."""
+
+
+def _load(secret_id: str, max_age: int, keys: tuple[str, ...], force_fetch: bool = False) -> dict[str, str]:
+    if not secret_id:
+        raise CredentialsError("no secret configured")
+    try:
+        value: Any = parameters.get_secret(
+            secret_id, transform="json", max_age=max_age, force_fetch=force_fetch
+        )
+    except parameters.exceptions.TransformParameterError as error:
+        raise CredentialsError(f"secret {secret_id!r} is not JSON") from error
+    if not isinstance(value, dict):
+        raise CredentialsError(f"secret {secret_id!r} must be a JSON object with {', '.join(keys)}")
+    return {k: v for k, v in value.items() if k in keys and isinstance(v, str)}
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class OcelotCredentials:
+    """`{"chatbotId", "apiKey"}`: Ocelot's Basic auth is base64(chatbotId:apiKey)."""
+
+    chatbot_id: str
+    api_key: str
+
+    @classmethod
+    def load(cls, secret_id: str, max_age: int, force_fetch: bool = False) -> OcelotCredentials:
+        value = _load(secret_id, max_age, ("chatbotId", "apiKey"), force_fetch)
+        if not value.get("chatbotId") or not value.get("apiKey"):
+            raise CredentialsError(f"secret {secret_id!r} must hold chatbotId and apiKey")
+        return cls(chatbot_id=value["chatbotId"], api_key=value["apiKey"])
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class WebhookCredentials:
+    """`{"username", "password", "token"?}`: what Ocelot presents when it calls our webhook.
+
+    Basic credentials (Ocelot's webhook configuration sends them) and/or a token in the URL's query
+    (`?token=`) for portals that only take a URL.
+    """
+
+    username: str | None
+    password: str | None
+    token: str | None
+
+    @classmethod
+    def load(cls, secret_id: str, max_age: int) -> WebhookCredentials:
+        value = _load(secret_id, max_age, ("username", "password", "token"))
+        creds = cls(value.get("username") or None, value.get("password") or None, value.get("token") or None)
+        if not (creds.username and creds.password) and not creds.token:
+            raise CredentialsError(f"secret {secret_id!r} needs username+password and/or token")
+        return creds
+
+    def accepts(self, basic: tuple[str, str] | None, token: str | None) -> bool:
+        """Constant-time: a wrong guess takes as long as a near miss."""
+        basic_ok = (
+            basic is not None
+            and self.username is not None
+            and self.password is not None
+            # Both compared every time, so the timing does not reveal which one was wrong.
+            and _same(basic[0], self.username) & _same(basic[1], self.password)
+        )
+        token_ok = token is not None and self.token is not None and _same(token, self.token)
+        return bool(basic_ok or token_ok)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())

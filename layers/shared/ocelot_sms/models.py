@@ -1,0 +1,116 @@
+"""Our public API: what a school's integration sends us and what it gets back.
+
+Deliberately separate from Ocelot's wire models (contract.py): our names stay stable when Ocelot's
+change, and the conversion happens in one place (sender.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from ocelot_sms.contract import E164_PATTERN, MAX_MESSAGE_CHARS, DeliveryStatus
+
+PhoneNumber = Annotated[str, Field(pattern=E164_PATTERN, description="E.164, e.g. +15551234567")]
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+
+class OutgoingMessage(_Public):
+    to: PhoneNumber
+    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    ref: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class BatchRequest(_Public):
+    """The body of POST /batches, and of an SQS message on the send queue.
+
+    `max_messages` comes from the validation context (configuration), not from the body.
+    """
+
+    request_id: str = Field(alias="requestId", pattern=REQUEST_ID_PATTERN)
+    sender: PhoneNumber | None = Field(default=None, alias="from")
+    operator_id: str | None = Field(default=None, alias="operatorId", min_length=1, max_length=128)
+    dry_run: bool = Field(default=False, alias="dryRun")
+    messages: list[OutgoingMessage] = Field(min_length=1)
+
+    @field_validator("messages")
+    @classmethod
+    def _within_limit_and_unique(
+        cls, messages: list[OutgoingMessage], info: ValidationInfo
+    ) -> list[OutgoingMessage]:
+        limit = (info.context or {}).get("max_messages")
+        if limit is not None and len(messages) > limit:
+            raise ValueError(f"at most {limit} messages per request, got {len(messages)}")
+        first_index: dict[str, int] = {}
+        for index, message in enumerate(messages):
+            if message.ref is None:
+                continue
+            if message.ref in first_index:
+                raise ValueError(
+                    f"messages.{index}.ref {message.ref!r} repeats messages.{first_index[message.ref]}.ref"
+                )
+            first_index[message.ref] = index
+        return messages
+
+
+class Problem(_Public):
+    field: str
+    message: str
+
+
+class RequestInvalid(ValueError):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def problems_from(error: ValidationError) -> list[Problem]:
+    """One problem per bad field, named by its path in OUR request (aliases, dotted, 0-based)."""
+    return [
+        Problem(field=".".join(str(part) for part in item["loc"]) or "body", message=item["msg"])
+        for item in error.errors(include_url=False)
+    ]
+
+
+class ErrorResponse(_Public):
+    error: str
+    message: str
+    problems: list[Problem] = Field(default_factory=list)
+    details: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class MessageResult(_Public):
+    index: int
+    ref: str | None
+    to: str
+    message_id: str | None = Field(alias="messageId")
+    status: DeliveryStatus
+
+
+class ChunkOutcome(_Public):
+    index: int
+    status: str  # ChunkStatus value
+    batch_id: str | None = Field(default=None, alias="batchId")
+    size: int
+    reason: str | None = None
+
+
+class BatchResult(_Public):
+    request_id: str = Field(alias="requestId")
+    status: str
+    dry_run: bool = Field(default=False, alias="dryRun")
+    batch_ids: list[str] = Field(alias="batchIds")
+    chunks: list[ChunkOutcome]
+    messages: list[MessageResult]
+    preview: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

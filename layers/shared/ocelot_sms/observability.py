@@ -1,0 +1,22 @@
+"""Logger and metrics shared by the functions, and the masking every log line relies on.
+
+Never logged: Authorization headers, secrets, message text, full phone numbers. Numbers are masked
+to their last four digits, which is enough to find a message with the help of its ids.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+logger = Logger()
+metrics = Metrics()
+
+__all__ = ["MetricUnit", "logger", "mask_phone", "metrics"]
+
+
+def mask_phone(number: str | None) -> str:
+    if not number:
+        return ""
+    digits = number.strip()
+    return f"{'*' * max(len(digits) - 4, 0)}{digits[-4:]}" if len(digits) > 4 else "****"

@@ -1,0 +1,86 @@
+"""Wiring: each AWS client, store and service is created once per container and reused."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from ocelot_sms.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+    from ocelot_sms.callbacks import CallbackService
+    from ocelot_sms.sender import SenderService
+    from ocelot_sms.store import DynamoStore
+
+
+@cache
+def dynamodb_client() -> DynamoDBClient:
+    settings = get_settings()
+    config = Config(
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"mode": "standard", "max_attempts": 4},
+        # One connection per concurrent event writer, or the pool becomes the bottleneck.
+        max_pool_connections=max(10, settings.webhook_write_concurrency),
+    )
+    return boto3.client("dynamodb", config=config)
+
+
+@cache
+def store() -> DynamoStore:
+    from ocelot_sms.store import DynamoStore
+
+    settings = get_settings()
+    return DynamoStore(dynamodb_client(), settings.table_name, settings.data_retention_days)
+
+
+@cache
+def sender_service() -> SenderService:
+    # Imported here: the webhook never pays for requests, urllib3 or idempotency at cold start.
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from ocelot_sms.credentials import OcelotCredentials
+    from ocelot_sms.ocelot_client import HttpOcelotClient
+    from ocelot_sms.sender import SenderService
+
+    settings = get_settings()
+
+    def credentials(force_fetch: bool) -> OcelotCredentials:
+        return OcelotCredentials.load(settings.ocelot_secret_id, settings.secret_max_age_seconds, force_fetch)
+
+    client = HttpOcelotClient(
+        settings.ocelot_base_url,
+        credentials,
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+        max_attempts=settings.max_send_attempts,
+        max_retry_wait=settings.max_retry_wait_seconds,
+    )
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.idempotency_table_name, boto3_client=dynamodb_client()
+    )
+    return SenderService(settings, store(), client, persistence)
+
+
+@cache
+def callback_service() -> CallbackService:
+    from ocelot_sms.callbacks import CallbackService
+    from ocelot_sms.credentials import WebhookCredentials
+
+    settings: Settings = get_settings()
+    return CallbackService(
+        settings,
+        store(),
+        lambda: WebhookCredentials.load(settings.webhook_secret_id, settings.secret_max_age_seconds),
+    )
+
+
+def reset() -> None:
+    """Forget every cached object (tests change the environment between cases)."""
+    for factory in (get_settings, dynamodb_client, store, sender_service, callback_service):
+        factory.cache_clear()

@@ -1,0 +1,1 @@
+"""Developer tooling: template helpers, the local stack, the Ocelot sandbox."""

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Print, as the last line on stdout, an image to pass to `sam local ... --invoke-image`.
+#
+# SAM normally pulls public.ecr.aws/lambda/python:3.13, which this machine kind cannot reach
+# (only PyPI/Debian/npm are). So: reuse our image if present, else try the official one
+# (bounded), else build a compatible one from Debian trixie (Python 3.13) + awslambdaric
+# from PyPI. SAM adds its own runtime interface emulator on top, so the image only needs
+# /var/runtime/bootstrap. All logging goes to stderr; stdout carries only the image name.
+#
+# Environment (all optional):
+#   SAMLOCAL_IMAGE          name of the built image (default ocelot-sms/lambda-python:3.13)
+#   SAMLOCAL_TRY_PULL       0 = never try the official image   (default 1)
+#   SAMLOCAL_PULL_TIMEOUT   seconds for that pull attempt      (default 30)
+#   SAMLOCAL_DEBIAN_MIRROR  debootstrap mirror                 (default http://deb.debian.org/debian)
+#   SAMLOCAL_PIP_INDEX_URL  index for pip inside the build     (default: pip's own)
+set -euo pipefail
+
+readonly LOCAL_IMAGE="${SAMLOCAL_IMAGE:-ocelot-sms/lambda-python:3.13}"
+readonly OFFICIAL_IMAGE="public.ecr.aws/lambda/python:3.13"
+readonly TRY_PULL="${SAMLOCAL_TRY_PULL:-1}"
+readonly PULL_TIMEOUT="${SAMLOCAL_PULL_TIMEOUT:-30}"
+readonly MIRROR="${SAMLOCAL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+readonly SUITE="trixie" # Debian 13 ships Python 3.13, the Lambda runtime we emulate
+# Pinned so a rebuild gives the same runtime client; deps pinned too (awslambdaric >=4 needs both).
+readonly PIP_PINS=(awslambdaric==4.2.2 simplejson==4.3.0 snapshot-restore-py==1.0.0)
+# Bump when the recipe changes: an existing image with another value is rebuilt.
+# No spaces: `docker import -c ENV` would split the value at them.
+RECIPE="1;${SUITE};$(IFS=,; echo "${PIP_PINS[*]}")"
+readonly RECIPE
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly SCRIPT_DIR
+
+now_us() { local t="${EPOCHREALTIME/[.,]/}"; echo "$((10#$t))"; }
+T0="$(now_us)"
+readonly T0
+phase_t0="$T0"
+fmt_s() { printf '%d.%01d' "$(($1 / 1000000))" "$((($1 % 1000000) / 100000))"; }
+log() { echo "ensure-image: $*" >&2; }
+# One stderr line per phase: its own duration and the running total (we report these timings).
+phase_done() {
+  local t; t="$(now_us)"
+  printf 'ensure-image: %-34s %6ss (total %ss)\n' "$1" "$(fmt_s $((t - phase_t0)))" "$(fmt_s $((t - T0)))" >&2
+  phase_t0="$t"
+}
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+recipe_of() {
+  docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$1" 2>/dev/null \
+    | sed -n 's/^OCELOT_IMAGE_RECIPE=//p'
+}
+emit() {
+  phase_done "image ready"
+  echo "$1"
+  exit 0
+}
+
+# Standalone use needs an engine; its progress lines go to stderr to keep stdout clean.
+"$SCRIPT_DIR/ensure-docker.sh" >&2
+
+if image_exists "$LOCAL_IMAGE"; then
+  if [[ "$(recipe_of "$LOCAL_IMAGE")" == "$RECIPE" ]]; then
+    emit "$LOCAL_IMAGE"
+  fi
+  log "$LOCAL_IMAGE was built from another recipe: rebuilding"
+  stale_id="$(docker image inspect -f '{{.Id}}' "$LOCAL_IMAGE")"
+elif image_exists "$OFFICIAL_IMAGE"; then
+  emit "$OFFICIAL_IMAGE"
+elif [[ "$TRY_PULL" != 0 ]]; then
+  # Machines that reach the public registry get the real image; here this fails (bounded).
+  if pull_out="$(timeout "$PULL_TIMEOUT" docker pull -q "$OFFICIAL_IMAGE" 2>&1)"; then
+    phase_done "pulled $OFFICIAL_IMAGE"
+    emit "$OFFICIAL_IMAGE"
+  fi
+  log "pull failed: ${pull_out%%$'\n'*}"
+  phase_done "pull attempt (failed)"
+fi
+
+[[ "$(id -u)" -eq 0 ]] || die "building $LOCAL_IMAGE needs root (debootstrap, chroot)"
+
+# Serialise concurrent builders (e.g. make -j); a waiter then finds the image built.
+exec 9>"${TMPDIR:-/tmp}/ocelot-sms-ensure-image.lock"
+flock -w 900 9 || die "timed out waiting for the image build lock"
+if image_exists "$LOCAL_IMAGE" && [[ "$(recipe_of "$LOCAL_IMAGE")" == "$RECIPE" ]]; then
+  emit "$LOCAL_IMAGE"
+fi
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  # apt-get update only when the lists do not know the package (captured: see pipefail).
+  policy="$(apt-cache policy debootstrap 2>/dev/null || true)"
+  if [[ "$policy" != *"Candidate: "[0-9]* ]]; then
+    apt-get update -q >/dev/null || die "apt-get update failed"
+  fi
+  apt_log="${TMPDIR:-/tmp}/ocelot-sms-apt-debootstrap.log"
+  # A failure with lists already present is usually a stale list (404): refresh once, retry.
+  apt-get install -y -q --no-install-recommends debootstrap >"$apt_log" 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends debootstrap >"$apt_log" 2>&1; } \
+    || die "apt-get install debootstrap failed (see $apt_log)"
+  phase_done "apt-get install debootstrap"
+fi
+# An older debootstrap may not know trixie yet; sid's script builds any testing/stable suite.
+suite_script=()
+[[ -e "/usr/share/debootstrap/scripts/$SUITE" ]] || suite_script=(/usr/share/debootstrap/scripts/sid)
+
+# Keep the build tree off tmpfs and remove it however we exit; unmount anything left mounted
+# inside first so that rm never walks into the host's /proc or /dev.
+work="$(mktemp -d /var/tmp/ocelot-sms-image.XXXXXX)"
+# shellcheck disable=SC2317 # reached through the trap, which shellcheck 0.9 does not follow
+cleanup() {
+  local m
+  while read -r m; do umount -l "$m" 2>/dev/null || true; done \
+    < <(awk -v w="$work" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r)
+  rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
+rootfs="$work/rootfs"
+
+if ! debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates \
+  "$SUITE" "$rootfs" "$MIRROR" "${suite_script[@]}" >"$work/debootstrap.log" 2>&1; then
+  tail -n 20 "$work/debootstrap.log" >&2
+  die "debootstrap $SUITE failed"
+fi
+phase_done "debootstrap $SUITE minbase"
+
+# The emulated runtime is python3.13: refuse anything else rather than ship a wrong image.
+py_version="$(chroot "$rootfs" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+[[ "$py_version" == "3.13" ]] || die "python3 in $SUITE is $py_version, not 3.13"
+
+# pip inside the chroot needs DNS and the host's CA bundle (which may hold a local proxy's
+# CA); both are removed again below so they are not baked into the image.
+cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+cp /etc/ssl/certs/ca-certificates.crt "$rootfs/tmp/host-ca.pem"
+# env -i: the host's PIP_* settings point at host-only paths (find-links, file:// indexes).
+pip_env=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+  PIP_CERT=/tmp/host-ca.pem PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=60)
+for v in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
+  if [[ -n "${!v:-}" ]]; then pip_env+=("$v=${!v}"); fi
+done
+if [[ -n "${SAMLOCAL_PIP_INDEX_URL:-}" ]]; then
+  pip_env+=("PIP_INDEX_URL=$SAMLOCAL_PIP_INDEX_URL")
+fi
+if ! env -i "${pip_env[@]}" chroot "$rootfs" python3 -m pip install -q --break-system-packages \
+  --target /var/runtime "${PIP_PINS[@]}" >"$work/pip.log" 2>&1; then
+  tail -n 20 "$work/pip.log" >&2
+  die "pip install ${PIP_PINS[*]} failed"
+fi
+phase_done "pip install awslambdaric"
+
+# SAM's emulator runs /var/runtime/bootstrap with _HANDLER and AWS_LAMBDA_RUNTIME_API set.
+cat >"$rootfs/var/runtime/bootstrap" <<'EOF'
+#!/bin/sh
+# Lambda custom-runtime entry: awslambdaric from /var/runtime, layers from /opt/python.
+export PYTHONPATH="/var/runtime:/opt/python${PYTHONPATH:+:$PYTHONPATH}"
+cd "${LAMBDA_TASK_ROOT:-/var/task}" || exit 1
+exec python3 -m awslambdaric "$_HANDLER"
+EOF
+chmod 0755 "$rootfs/var/runtime/bootstrap"
+mkdir -p "$rootfs/var/task" "$rootfs/opt"
+rm -f "$rootfs/tmp/host-ca.pem" "$rootfs/etc/resolv.conf"
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+
+# Import untagged, check it, then tag: a broken build never takes the name.
+image_id="$(tar -C "$rootfs" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' \
+  --exclude='./sys/*' -c . | docker import \
+  -c 'WORKDIR /var/task' \
+  -c 'ENV LAMBDA_TASK_ROOT=/var/task' \
+  -c 'ENV LAMBDA_RUNTIME_DIR=/var/runtime' \
+  -c 'ENV LANG=C.UTF-8' \
+  -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  -c "ENV OCELOT_IMAGE_RECIPE=$RECIPE" \
+  -m "ocelot-sms offline Lambda python3.13 image" - )"
+phase_done "docker import"
+
+check='import sys, awslambdaric; assert sys.version_info[:2] == (3, 13), sys.version; print(sys.version.split()[0])'
+if ! got="$(docker run --rm --network none -e PYTHONPATH=/var/runtime --entrypoint python3 \
+  "$image_id" -c "$check")"; then
+  docker image rm "$image_id" >/dev/null 2>&1 || true
+  die "built image fails its check (python3.13 + awslambdaric)"
+fi
+docker run --rm --network none --entrypoint test "$image_id" -x /var/runtime/bootstrap \
+  || die "built image lacks an executable /var/runtime/bootstrap"
+docker tag "$image_id" "$LOCAL_IMAGE"
+# Drop the image this one replaces (best effort: a container may still use it).
+if [[ -n "${stale_id:-}" ]]; then docker image rm "$stale_id" >/dev/null 2>&1 || true; fi
+phase_done "checked (python $got) and tagged"
+emit "$LOCAL_IMAGE"
