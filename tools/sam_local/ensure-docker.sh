@@ -61,7 +61,10 @@ fi
 
 # Serialise concurrent callers (e.g. make -j) so only one installs and starts dockerd.
 exec 9>"$LOCK_FILE"
-flock -w 600 9 || die "timed out waiting for $LOCK_FILE"
+if ! flock -n 9; then
+  echo "ensure-docker: another caller is starting docker: waiting for it"
+  flock -w 600 9 || die "timed out waiting for $LOCK_FILE"
+fi
 if command -v docker >/dev/null 2>&1 && docker_answers; then
   phase_done "engine answered (other caller)"
   exit 0

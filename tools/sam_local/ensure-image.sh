@@ -82,7 +82,10 @@ fi
 
 # Serialise concurrent builders (e.g. make -j); a waiter then finds the image built.
 exec 9>"${TMPDIR:-/tmp}/ocelot-sms-ensure-image.lock"
-flock -w 900 9 || die "timed out waiting for the image build lock"
+if ! flock -n 9; then
+  log "another build of the image is running: waiting for it"
+  flock -w 900 9 || die "timed out waiting for the image build lock"
+fi
 if image_exists "$LOCAL_IMAGE" && [[ "$(recipe_of "$LOCAL_IMAGE")" == "$RECIPE" ]]; then
   emit "$LOCAL_IMAGE"
 fi
@@ -116,6 +119,9 @@ cleanup() {
   rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
+# Turn INT/TERM into a normal exit so the EXIT trap (cleanup) runs then too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 rootfs="$work/rootfs"
 
 if ! debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates \
