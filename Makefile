@@ -4,6 +4,7 @@ SHELL := /bin/bash
 
 VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
+CHECKOV_VENV ?= .venv-checkov
 # Python 3.13 matches the Lambda runtime; on this machine kind it comes from pyenv.
 PYTHON313 ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13)
 # The venv's bin first, so `sam build` finds python3.13 for runtime python3.13.
@@ -26,12 +27,19 @@ $(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-lint: install ## ruff, mypy, cfn-lint (serverless rules) and sam validate --lint
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found"; exit 1; }
+	$(PYTHON313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $@
+
+lint: install $(CHECKOV_VENV)/.installed ## ruff, mypy, cfn-lint (serverless rules), sam validate --lint, checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layers/shared functions tests tools
 	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
 	$(BIN)/sam validate --lint --template template.yaml
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation serverless --compact --quiet --skip-download
 
 format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
