@@ -43,7 +43,8 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 @cache
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     with path.open() as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader plus CFN tags only
+        template: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader + CFN tags
+    return template
 
 
 def resource(logical_id: str, path: Path = TEMPLATE) -> dict[str, Any]:
@@ -66,8 +67,12 @@ def create_table(client: Any, logical_id: str, table_name: str) -> None:
 
 def create_queue_pair(client: Any, queue_id: str, dlq_id: str, prefix: str) -> tuple[str, str]:
     """The queue and its dead-letter queue with the template's attributes and redrive policy."""
-    dlq_url = client.create_queue(QueueName=f"{prefix}-{dlq_id}", Attributes=_queue_attributes(dlq_id))["QueueUrl"]
-    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_url = client.create_queue(QueueName=f"{prefix}-{dlq_id}", Attributes=_queue_attributes(dlq_id))[
+        "QueueUrl"
+    ]
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     attributes = _queue_attributes(queue_id)
     redrive = resource(queue_id)["Properties"].get("RedrivePolicy")
     if redrive:
@@ -81,8 +86,11 @@ def create_queue_pair(client: Any, queue_id: str, dlq_id: str, prefix: str) -> t
 def _queue_attributes(logical_id: str) -> dict[str, str]:
     properties = resource(logical_id)["Properties"]
     names = ("VisibilityTimeout", "MessageRetentionPeriod", "SqsManagedSseEnabled")
-    return {name: str(properties[name]).lower() if isinstance(properties[name], bool) else str(properties[name])
-            for name in names if name in properties}
+    return {
+        name: str(properties[name]).lower() if isinstance(properties[name], bool) else str(properties[name])
+        for name in names
+        if name in properties
+    }
 
 
 def function_environment(logical_id: str) -> dict[str, Any]:

@@ -1,0 +1,127 @@
+"""Integration fixtures: a real local stack (its own process, free loopback ports) per test package.
+
+The stack is the one `make local-up` runs, started in a temporary state directory and stopped at the
+end of the package, also when a test fails. This process may only talk to loopback while it runs.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tools.local import netguard
+from tools.local.client import StackClient
+from tools.local.process import StackProcess
+from tools.local.stackinfo import PID_FILE, STACK_FILE, StackInfo
+
+SEED = 11
+# Short visibility timeout: a failed queue message is retried after 1 s (the queue says 540 s).
+STACK_ARGS = ["--seed", str(SEED), "--visibility-timeout", "1"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def ports(info: StackInfo) -> set[int]:
+    urls = (info.api_url, info.sandbox_url, info.aws_endpoint_url, info.control_url)
+    return {port for url in urls if url and (port := urlsplit(url).port)}
+
+
+def port_is_closed(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return False
+    except OSError:
+        return True
+
+
+def assert_stopped(process: StackProcess, info: StackInfo) -> None:
+    assert process.process is not None
+    assert process.process.poll() is not None, "the stack still runs"
+    assert all(port_is_closed(p) for p in ports(info)), "a port of the stack still answers"
+    assert not (Path(info.state_dir) / STACK_FILE).exists()
+    assert not (Path(info.state_dir) / PID_FILE).exists()
+
+
+@pytest.fixture(scope="package", autouse=True)
+def loopback_only() -> Iterator[None]:
+    """This test process connects to loopback only; anything else fails the connection and the run."""
+    netguard.install()
+    yield
+    violations = netguard.snapshot()["violations"]
+    netguard.uninstall()
+    assert not violations, f"the tests tried to leave loopback: {violations}"
+
+
+@pytest.fixture(scope="package")
+def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    process = StackProcess(tmp_path_factory.mktemp("stack"), STACK_ARGS)
+    try:
+        process.start(timeout=60)
+        yield process
+    finally:
+        info = process.info
+        code = process.stop()
+        if info is not None:
+            assert code == 0, f"the stack exited with {code}:\n{process.log_tail()}"
+            assert_stopped(process, info)
+
+
+@pytest.fixture(scope="package")
+def stack(stack_process: StackProcess) -> StackInfo:
+    assert stack_process.info is not None
+    return stack_process.info
+
+
+@pytest.fixture(scope="package")
+def client(stack: StackInfo) -> Iterator[StackClient]:
+    with StackClient(stack) as stack_client:
+        yield stack_client
+
+
+@pytest.fixture(autouse=True)
+def calm_sandbox(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts and ends with no chaos (the record is kept: tests use their own request ids)."""
+    if "client" not in request.fixturenames:
+        yield
+        return
+    stack_client: StackClient = request.getfixturevalue("client")
+    stack_client.sandbox_reset(config=True, record=False)
+    stack_client.webhook_faults(reset=True)
+    yield
+    stack_client.sandbox_reset(config=True, record=False)
+    stack_client.webhook_faults(reset=True)
+
+
+def request_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def batch(prefix: str, recipients: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "requestId": request_id(prefix),
+        "messages": [
+            {"to": to, "text": f"integration test {n}", "ref": f"{prefix}-{n}"}
+            for n, to in enumerate(recipients)
+        ],
+        **extra,
+    }
+
+
+_numbers = iter(range(1, 10**6))
+
+
+def recipients(*suffixes: str) -> list[str]:
+    """Unique numbers per call (so sandbox rules never hit another test) ending in the given suffixes."""
+    block = next(_numbers)
+    return [f"+1555{block:03d}{n:02d}{suffix}" for n, suffix in enumerate(suffixes)]

@@ -1,0 +1,267 @@
+"""`make demo`: the whole job on one machine, no AWS account.
+
+Starts a local stack of its own (or uses a running one with --stack-file), turns on some of the
+sandbox's chaos, submits one batch through the API and one through the send queue (20 messages that
+cover every scripted outcome), shows the callbacks arriving, prints one line per message and exits
+0 only if every message ended in the status the sandbox scripted, with no event lost or stored twice.
+Everything is time-bound, and what it started it stops, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ocelot_sms.observability import mask_phone
+from tools.local import ROOT
+from tools.local.client import MessageReport, SentMessage, StackClient, WaitTimeout, wait_for
+from tools.local.process import StackProcess, StackStartError
+from tools.local.stackinfo import StackInfo
+
+# The sandbox's script: last four digits -> final status (see tools/local/sandbox.py).
+SUFFIXES = ("0001", "0002", "0003", "0010", "0011", "0012", "0013", "0014", "0015", "0016")
+CHAOS = {
+    "rate_429": 0.1,
+    "retry_after_seconds": 1,
+    "duplicate_rate": 0.3,
+    "out_of_order_rate": 0.3,
+    "group_rate": 0.6,
+    "lost_response_rate": 0.1,
+    # Slow enough to watch the statuses move.
+    "step_delay_min": 0.3,
+    "step_delay_max": 1.2,
+}
+
+
+class Demo:
+    def __init__(self, client: StackClient, run_id: str, timeout: float) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.deadline = time.monotonic() + timeout
+        self.started = time.monotonic()
+
+    def remaining(self) -> float:
+        return max(1.0, self.deadline - time.monotonic())
+
+    def batch(self, kind: str, area_code: str) -> dict[str, Any]:
+        return {
+            "requestId": f"demo-{kind}-{self.run_id}",
+            "messages": [
+                {
+                    "to": f"+1555{area_code}{suffix}",
+                    "text": f"Demo {kind} message {n}: registration closes Friday.",
+                    "ref": f"{kind}-{n:02d}",
+                }
+                for n, suffix in enumerate(SUFFIXES, start=1)
+            ],
+        }
+
+    def submit_api(self) -> list[SentMessage]:
+        body = self.batch("api", "123")
+        count, request_id = len(body["messages"]), body["requestId"]
+        step(3, f"POST {self.client.info.api_url}/batches: {count} messages, requestId {request_id}")
+
+        def retried(response: Any) -> None:
+            error = response.json().get("error")
+            note(
+                f"{response.status_code} {error}: sending the same request again (same requestId: idempotent)"
+            )
+
+        response = self.client.post_batch_until_answered(body, timeout=self.remaining(), on_retry=retried)
+        result = response.json()
+        batch_ids = ", ".join(result.get("batchIds", []))
+        note(f"{response.status_code} {result.get('status')}: Ocelot batches {batch_ids}")
+        if response.status_code not in (200, 201, 202):
+            raise RuntimeError(f"the API answered {response.status_code}: {result}")
+        return wait_for(
+            lambda: self.client.settled(body["requestId"], len(body["messages"])),
+            self.remaining(),
+            "the API batch to be recorded",
+        )
+
+    def submit_queue(self) -> list[SentMessage]:
+        body = self.batch("sqs", "234")
+        step(
+            4, f"SQS: one queue message with {len(body['messages'])} messages, requestId {body['requestId']}"
+        )
+        message_id = self.client.enqueue(body)
+        start = time.monotonic()
+        note(f"queued as {message_id}; the poller hands it to the Sender")
+        sent = wait_for(
+            lambda: self.client.settled(body["requestId"], len(body["messages"])),
+            self.remaining(),
+            "the queued batch to be sent",
+        )
+        chunks = self.client.chunks(body["requestId"])
+        batch_ids = ", ".join(str(c.get("batchId")) for c in chunks)
+        note(f"accepted after {time.monotonic() - start:.1f}s: Ocelot batches {batch_ids}")
+        return sent
+
+    def watch_callbacks(self, messages: Sequence[SentMessage]) -> dict[str, Any]:
+        step(5, "Ocelot's callbacks arrive at the webhook (retried, duplicated, out of order, in arrays)")
+        ids = [m.message_id for m in messages]
+        start = time.monotonic()
+        last: tuple[int, ...] | None = None
+        last_print = 0.0
+
+        def progress() -> None:
+            nonlocal last, last_print
+            record = self.client.sandbox_record()
+            attempts = [a for a in record["callback_attempts"] if set(a["message_ids"]) & set(ids)]
+            states = self.client.states(ids)
+            final = sum(1 for s in states.values() if s.get("status") in TERMINAL)
+            retried = sum(1 for a in attempts if a["attempt"] > 1)
+            failed = sum(1 for a in attempts if a["outcome"] != "delivered")
+            shown = (len(attempts), retried, failed, final, record["pending"])
+            now = time.monotonic()
+            if shown != last and now - last_print >= 0.5:
+                print(
+                    f"      [{now - start:5.1f}s] callbacks sent {len(attempts):3d} "
+                    f"(failed {failed}, retries {retried}) | messages final {final:2d}/{len(ids)} "
+                    f"| still to deliver {record['pending']}",
+                    flush=True,
+                )
+                last, last_print = shown, now
+
+        def done() -> dict[str, Any] | None:
+            progress()
+            record = self.client.sandbox_record()
+            return record if not record["pending"] and all(i in record["messages"] for i in ids) else None
+
+        record = wait_for(done, self.remaining(), "the callbacks", interval=0.25)
+        progress()
+        return record
+
+
+TERMINAL = {"delivered", "undelivered", "failed", "opted_out"}
+
+
+def step(number: int, text: str) -> None:
+    print(f"\n[{number}/6] {text}", flush=True)
+
+
+def note(text: str) -> None:
+    print(f"      {text}", flush=True)
+
+
+def print_table(reports: Sequence[MessageReport]) -> None:
+    header = (
+        f"  {'ref':<7} {'recipient':<12} {'Ocelot message id':<36} {'final':<11} "
+        f"{'scripted':<11} {'events':>6} {'dups ignored':>12}  check"
+    )
+    print(header)
+    print("  " + "-" * (len(header) - 2))
+    for r in reports:
+        check = "ok" if r.ok else "MISMATCH"
+        if r.lost:
+            check += f" ({len(r.lost)} event(s) lost)"
+        print(
+            f"  {r.ref or '':<7} {mask_phone(r.to):<12} {r.message_id:<36} {r.final or '-':<11} "
+            f"{r.expected or '-':<11} {r.events:>6} {r.duplicates_ignored:>12}  {check}"
+        )
+
+
+def run(client: StackClient, timeout: float, seed: int) -> bool:
+    demo = Demo(client, run_id=uuid.uuid4().hex[:8], timeout=timeout)
+    step(2, f"Sandbox chaos (seed {seed}): " + ", ".join(f"{k}={v}" for k, v in CHAOS.items()))
+    client.sandbox_config(seed=seed, **CHAOS)
+    sent = demo.submit_api() + demo.submit_queue()
+    record = demo.watch_callbacks(sent)
+
+    step(6, "Per message: final status in DynamoDB against the sandbox's script")
+    reports = client.report(sent, record)
+    print_table(reports)
+    matched = sum(1 for r in reports if r.ok)
+    lost = sum(len(r.lost) for r in reports)
+    duplicates = sum(r.duplicates_ignored for r in reports)
+    stored = sum(r.events for r in reports)
+    attempts = [
+        a for a in record["callback_attempts"] if set(a["message_ids"]) & {m.message_id for m in sent}
+    ]
+    requests_seen = record["requests"]
+    print(
+        f"\n  {matched}/{len(reports)} messages ended as scripted | events stored {stored}, lost {lost}, "
+        f"duplicates ignored {duplicates} | callback attempts {len(attempts)} "
+        f"({sum(1 for a in attempts if a['outcome'] != 'delivered')} failed and retried) | "
+        f"send requests {len(requests_seen)} ({sum(1 for r in requests_seen if r['status'] == 429)} got 429)"
+    )
+    return matched == len(reports) and len(reports) == 2 * len(SUFFIXES)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.local.demo", description=__doc__)
+    parser.add_argument("--stack-file", type=Path, help="use this running stack instead of starting one")
+    parser.add_argument("--state-dir", type=Path, default=ROOT / ".local" / "demo")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole demo")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    print("ocelot-sms demo: the whole job on one machine, no AWS account")
+
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if not received:  # a second signal does not interrupt the cleanup
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    # Set explicitly: a shell starts background jobs with SIGINT ignored, and Ctrl-C must still stop us.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    stack: StackProcess | None = None
+    code = 2
+    try:
+        if args.stack_file:
+            step(1, f"Using the running stack described in {args.stack_file}")
+            info = StackInfo.load(args.stack_file)
+        else:
+            step(
+                1,
+                "Starting a local stack: moto (DynamoDB, SQS, Secrets Manager), Ocelot sandbox, API, poller",
+            )
+            stack = StackProcess(args.state_dir.resolve())
+            info = stack.start(timeout=min(60.0, args.timeout))
+            note(f"ready in {time.monotonic() - started:.1f}s (log: {stack.log_path})")
+        note(f"API {info.api_url} | webhook {info.webhook_url}")
+        note(f"sandbox {info.sandbox_url} | AWS {info.aws_endpoint_url}")
+        with StackClient(info) as client:
+            passed = run(client, max(10.0, args.timeout - (time.monotonic() - started)), args.seed)
+        code = 0 if passed else 1
+    except (WaitTimeout, StackStartError, RuntimeError, OSError) as error:
+        print(f"\nERROR: {error}", file=sys.stderr)
+        if stack is not None:
+            print(f"stack log: {stack.log_path}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        code = 128 + (received[0] if received else signal.SIGINT)
+    except Exception:
+        traceback.print_exc()
+        print("\nERROR: unexpected failure (above)", file=sys.stderr)
+        if stack is not None:
+            print(f"stack log: {stack.log_path}", file=sys.stderr)
+    finally:
+        if stack is not None:
+            print("\nStopping the local stack ...", end=" ", flush=True)
+            exit_code = stack.stop()
+            print(f"stopped (exit code {exit_code}).")
+    verdict = {
+        0: "PASS",
+        1: "FAIL: some messages did not end as scripted",
+        130: "INTERRUPTED",
+        143: "INTERRUPTED",
+    }.get(code, "ERROR")
+    print(f"{verdict} (wall time {time.monotonic() - started:.1f}s)")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
