@@ -1081,12 +1081,6 @@ def test_an_undecodable_event_body_is_kept_raw_and_not_a_5xx(
     assert raw_kept(aws, env, request_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: E164_PATTERN uses \\d, which pydantic-core's (Rust) regex matches against any Unicode "
-    "digit: fullwidth, Arabic-Indic or Devanagari digits pass as E.164 and are sent to Ocelot",
-)
 @pytest.mark.parametrize(
     "number",
     [

@@ -33,7 +33,7 @@ _STATUS_BY_FAILURE = {
 def create_batch() -> Response[str]:
     try:
         payload = json.loads(app.current_event.decoded_body or "")
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         return json_response(
             400, ErrorResponse(error="bad_request", message="the body must be a JSON object").to_json()
         )

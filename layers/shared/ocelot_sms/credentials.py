@@ -27,6 +27,8 @@ def _load(secret_id: str, max_age: int, keys: tuple[str, ...], force_fetch: bool
         )
     except parameters.exceptions.TransformParameterError as error:
         raise CredentialsError(f"secret {secret_id!r} is not JSON") from error
+    except parameters.exceptions.GetParameterError as error:
+        raise CredentialsError(f"secret {secret_id!r} could not be read: {error}") from error
     if not isinstance(value, dict):
         raise CredentialsError(f"secret {secret_id!r} must be a JSON object with {', '.join(keys)}")
     return {k: v for k, v in value.items() if k in keys and isinstance(v, str)}

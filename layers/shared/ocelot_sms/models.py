@@ -30,7 +30,10 @@ class BatchRequest(_Public):
     """The body of POST /batches, and of an SQS message on the send queue.
 
     `max_messages` comes from the validation context (configuration), not from the body.
+    Only the public names are accepted: `request_id`, `dry_run`... in a body are unknown fields.
     """
+
+    model_config = ConfigDict(populate_by_name=False, validate_by_name=False, validate_by_alias=True)
 
     request_id: str = Field(alias="requestId", pattern=REQUEST_ID_PATTERN)
     sender: PhoneNumber | None = Field(default=None, alias="from")

@@ -15,7 +15,7 @@ from typing import Any, Protocol, Self
 import requests
 from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ResponseError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from ocelot_sms.contract import (
@@ -61,7 +61,8 @@ class OcelotClient(Protocol):
 
 
 class DeadlineRetry(Retry):
-    """urllib3's Retry, but it gives up rather than sleep past a deadline (the Lambda's time)."""
+    """urllib3's Retry, but it gives up rather than sleep past a deadline (the Lambda's time), or
+    longer than `backoff_max` (MAX_RETRY_WAIT_SECONDS) when a Retry-After asks for more."""
 
     def __init__(self, *args: Any, deadline: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,13 +72,23 @@ class DeadlineRetry(Retry):
         kwargs.setdefault("deadline", self.deadline)
         return super().new(**kwargs)
 
+    def get_retry_after(self, response: Any) -> float | None:
+        # urllib3 raises InvalidHeader for an unreadable Retry-After, which would turn a certain
+        # "not taken" (429/503) into an unknown outcome: back off as if there were none instead.
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None
+
     def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any) -> Self:
         retry = super().increment(method, url, *args, **kwargs)
         response = kwargs.get("response")
         wait = (retry.get_retry_after(response) if response is not None else None) or retry.get_backoff_time()
-        if retry.deadline is not None and time.monotonic() + wait >= retry.deadline:
+        too_long = wait > retry.backoff_max
+        if too_long or (retry.deadline is not None and time.monotonic() + wait >= retry.deadline):
             error = kwargs.get("error")
-            reason = error or ResponseError(f"retry in {wait:.1f}s would pass the deadline")
+            limit = "the longest wait allowed" if too_long else "the deadline"
+            reason = error or ResponseError(f"retry in {wait:.1f}s would pass {limit}")
             raise MaxRetryError(kwargs.get("_pool"), url or "", reason)  # type: ignore[arg-type]
         return retry
 
@@ -118,11 +129,17 @@ class HttpOcelotClient:
         self.session.headers.update({"Accept": "application/json", "User-Agent": "ocelot-sms/0.1"})
 
     def send(self, request: SendRequest, deadline: float) -> SendResponse:
-        credentials = self._credentials(False)
+        try:
+            credentials = self._credentials(False)
+        except Exception as error:  # CredentialsError, Secrets Manager unreachable: nothing was sent
+            raise OcelotUnavailable(f"Ocelot credentials unavailable: {type(error).__name__}") from error
         response = self._post(request, deadline, credentials)
         if response.status_code == 401:
             # Ocelot reissues keys through support; the secret may have changed since we cached it.
-            fresh = self._credentials(True)
+            try:
+                fresh = self._credentials(True)
+            except Exception:  # the 401 stands: report it rather than the failed re-read
+                fresh = credentials
             if fresh != credentials:
                 response = self._post(request, deadline, fresh)
         return self._interpret(response)

@@ -227,7 +227,7 @@ class SenderService:
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
         logger.warning(
             "queued request rejected",
-            extra={"queueMessageId": queue_message_id, "problems": [p.field for p in problems]},
+            extra={"queueMessageId": queue_message_id, "problems": [_loggable(p.field) for p in problems]},
         )
 
     # ---- one chunk, at most once -----------------------------------------------------------------
@@ -375,6 +375,21 @@ class SenderService:
             messages=[],
             preview=[self._wire_request(request, c).to_wire() for c in chunks],
         )
+
+
+_FIELD_NAMES = frozenset(
+    {"body"}
+    | {f.alias or name for model in (BatchRequest, OutgoingMessage) for name, f in model.model_fields.items()}
+)
+
+
+def _loggable(field: str) -> str:
+    """A problem's path for the logs: our field names and list indexes; any other key is the sender's
+    own data (e.g. a phone number used as a key) and is left out."""
+    return ".".join(
+        part if part in _FIELD_NAMES or (part.isascii() and part.isdigit() and len(part) <= 6) else "<key>"
+        for part in field.split(".")
+    )
 
 
 def _outcome(record: ChunkRecord) -> dict[str, Any]:

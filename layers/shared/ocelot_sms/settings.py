@@ -70,6 +70,15 @@ class Settings:
             raise SettingsError("MAX_MESSAGES_PER_REQUEST must be at least 1")
         if not self.ocelot_base_url.startswith(("https://", "http://")):
             raise SettingsError("OCELOT_BASE_URL must be an http(s) URL")
+        # Written as `not (...)` so that a NaN fails too.
+        if not (0 <= self.secret_max_age_seconds <= 300):
+            raise SettingsError("SECRET_MAX_AGE_SECONDS must be between 0 and 300 (rotated keys apply soon)")
+        if not (self.connect_timeout_seconds > 0 and self.read_timeout_seconds > 0):
+            raise SettingsError("CONNECT_TIMEOUT_SECONDS and READ_TIMEOUT_SECONDS must be positive")
+        if self.max_send_attempts < 1:
+            raise SettingsError("MAX_SEND_ATTEMPTS must be at least 1")
+        if not (self.max_retry_wait_seconds >= 0 and self.safety_margin_seconds >= 0):
+            raise SettingsError("MAX_RETRY_WAIT_SECONDS and SAFETY_MARGIN_SECONDS must not be negative")
 
 
 def _convert(type_name: Any, raw: str) -> Any:
