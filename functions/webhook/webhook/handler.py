@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -40,6 +40,12 @@ def receive_callback() -> Response[str]:
     return json_response(reply.status_code, reply.body)
 
 
+@app.not_found
+def not_found(error: NotFoundError) -> Response[str]:
+    # Registered apart, or the catch-all below would answer 500 to any other method or path.
+    return json_response(404, {"error": "not_found"})
+
+
 @app.exception_handler(Exception)
 def unexpected(error: Exception) -> Response[str]:
     logger.exception("unexpected error")
@@ -57,6 +63,6 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
         return None
     try:
         username, sep, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text ("Basic é")
         return None
     return (username, password) if sep else None

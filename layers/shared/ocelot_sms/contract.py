@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 SEND_PATH = "/api/v1/sms/send/"
 MAX_MESSAGE_CHARS = 2000
@@ -83,7 +83,7 @@ def parse_instant(value: str) -> datetime:
 # Send request and response
 # ---------------------------------------------------------------------------------------------
 
-E164_PATTERN = r"^\+[1-9]\d{6,14}$"
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 E164 = Annotated[str, Field(pattern=E164_PATTERN)]
 
 
@@ -172,6 +172,19 @@ class CallbackEvent(_Wire):
     date_time: str | None = Field(default=None, alias="dateTime")
     error_code: str | None = Field(default=None, alias="errorCode")
     error_message: str | None = Field(default=None, alias="errorMessage")
+    # The item exactly as received (set by parse_callback): what the store keeps as the payload.
+    _raw: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> CallbackEvent:
+        event = cls.model_validate(item)
+        event._raw = item
+        return event
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """Every field as received, whatever its type or value (nulls too); a built event: its wire form."""
+        return self._raw if self._raw is not None else self.to_wire()
 
     @field_validator("event_id", mode="before")
     @classmethod
@@ -211,9 +224,11 @@ class CallbackEvent(_Wire):
         if not self.date_time:
             return None
         try:
-            return parse_instant(self.date_time)
-        except ValueError:
+            instant = parse_instant(self.date_time)
+            instant.astimezone(UTC)  # OverflowError when out of range in UTC ("9999-12-31T23:59:59-05:00")
+        except (ValueError, OverflowError):
             return None
+        return instant
 
 
 _STATUS_CHANGED_TOKEN = normalize_token(EventName.STATUS_CHANGED)
@@ -239,7 +254,7 @@ def parse_callback(payload: Any) -> list[CallbackEvent]:
             problems.append(f"[{index}]: expected an object")
             continue
         try:
-            events.append(CallbackEvent.model_validate(item))
+            events.append(CallbackEvent.from_item(item))
         except ValidationError as error:
             problems.extend(f"[{index}].{p}" for p in validation_problems(error))
     if problems:

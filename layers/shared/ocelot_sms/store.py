@@ -280,12 +280,16 @@ class DynamoStore:
     # ---- webhook side -------------------------------------------------------------------------
 
     def put_raw(self, raw: RawDelivery, retention_days: int) -> None:
-        body: Any = raw.body.decode("utf-8", "replace")
-        encoding = "text"
-        if len(raw.body) > RAW_COMPRESS_ABOVE:
-            body, encoding = Binary(gzip.compress(raw.body)), "gzip"
-        if len(body) > RAW_MAX_STORED:
-            raise StorageError(f"raw delivery of {len(raw.body)} bytes is too large to store")
+        try:
+            body: Any = raw.body.decode("utf-8")
+            encoding = "text"
+        except UnicodeDecodeError:
+            body = None  # not UTF-8: kept byte for byte (compressed), never with replacement characters
+        if body is None or len(raw.body) > RAW_COMPRESS_ABOVE:
+            packed = gzip.compress(raw.body)
+            if len(packed) > RAW_MAX_STORED:
+                raise StorageError(f"raw delivery of {len(raw.body)} bytes is too large to store")
+            body, encoding = Binary(packed), "gzip"
         item = {
             **raw.key,
             "type": "raw",
@@ -323,7 +327,7 @@ class DynamoStore:
             "orderKey": key,
             "receivedAt": iso(utc_now()),
             "raw": dict(raw_key),
-            "payload": json.dumps(event.to_wire(), sort_keys=True, ensure_ascii=False),
+            "payload": json.dumps(event.raw, sort_keys=True, ensure_ascii=False),
             "expiresAt": epoch_after(self._retention_days),
         }
         try:
@@ -417,8 +421,9 @@ class DynamoStore:
 
     def get_states(self, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         states: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(message_ids), 100):
-            keys = [_key(f"MSG#{m}", "#STATE") for m in message_ids[start : start + 100]]
+        unique = list(dict.fromkeys(message_ids))  # BatchGetItem refuses a request with the same key twice
+        for start in range(0, len(unique), 100):
+            keys = [_key(f"MSG#{m}", "#STATE") for m in unique[start : start + 100]]
             request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
             for _ in range(8):
                 response = self._client.batch_get_item(RequestItems=request)
@@ -429,6 +434,10 @@ class DynamoStore:
                 if not request:
                     break
                 time.sleep(0.05)
+            else:
+                # A missing state would read as "no callback yet": never return a partial answer.
+                left = len(request[self._table]["Keys"])
+                raise StorageError(f"{left} keys left unprocessed by BatchGetItem")
         return states
 
     def get_batch(self, request_id: str) -> list[dict[str, Any]]:

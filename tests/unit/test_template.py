@@ -1,0 +1,262 @@
+"""template.yaml sanity: the deployed resources agree with what the code assumes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import fields
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from botocore.client import BaseClient
+
+from ocelot_sms import store as store_module
+from ocelot_sms.settings import Settings
+from tests.events import load_event, with_body
+from tests.unit.conftest import FakeContext
+from tools.template_resources import create_queue_pair, function_environment, load_template, resource
+from webhook import handler
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+
+
+def functions() -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
+
+
+def statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every IAM statement in the template: functions' inline policies and any IAM resource."""
+    for logical_id, res in RESOURCES.items():
+        properties = res.get("Properties", {})
+        for policy in properties.get("Policies", []) if isinstance(properties.get("Policies"), list) else []:
+            if isinstance(policy, dict) and "Statement" in policy:
+                for statement in policy["Statement"]:
+                    yield logical_id, statement
+        documents = [properties.get("PolicyDocument"), properties.get("AssumeRolePolicyDocument")]
+        documents += [p.get("PolicyDocument") for p in properties.get("Policies", []) if isinstance(p, dict)]
+        for document in documents:
+            if isinstance(document, dict):
+                for statement in document.get("Statement", []):
+                    yield logical_id, statement
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    value = statement.get("Action", [])
+    return [value] if isinstance(value, str) else list(value)
+
+
+def allowed_actions(function_id: str) -> set[str]:
+    return {a for fid, s in statements() if fid == function_id and s["Effect"] == "Allow" for a in actions(s)}
+
+
+# ---- tables -------------------------------------------------------------------------------------
+
+
+def test_the_messages_table_is_built_from_the_template(aws: dict[str, Any], env: dict[str, str]) -> None:
+    # Given the aws fixture created the table with tools.template_resources.create_table
+    dynamodb = aws["dynamodb"]
+    table = dynamodb.describe_table(TableName=env["TABLE_NAME"])["Table"]
+    # Then its keys are PK/SK, GSI1 on GSI1PK/GSI1SK projecting everything, and TTL on expiresAt
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"PK": "HASH", "SK": "RANGE"}
+    gsi = next(i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "GSI1")
+    assert {k["AttributeName"]: k["KeyType"] for k in gsi["KeySchema"]} == {
+        "GSI1PK": "HASH",
+        "GSI1SK": "RANGE",
+    }
+    assert gsi["Projection"]["ProjectionType"] == "ALL"
+    ttl = dynamodb.describe_time_to_live(TableName=env["TABLE_NAME"])["TimeToLiveDescription"]
+    assert (ttl["AttributeName"], ttl["TimeToLiveStatus"]) == ("expiresAt", "ENABLED")
+
+
+def test_the_template_keys_are_the_ones_the_store_writes() -> None:
+    # Given the template's definition
+    properties = resource("MessagesTable")["Properties"]
+    hash_key, range_key = (k["AttributeName"] for k in properties["KeySchema"])
+    gsi = next(i for i in properties["GlobalSecondaryIndexes"] if i["IndexName"] == "GSI1")
+    # Then the store's key helper, GSI1's keys and the TTL attribute use the same names
+    assert set(store_module._key("a", "b")) == {hash_key, range_key} == {"PK", "SK"}
+    assert [k["AttributeName"] for k in gsi["KeySchema"]] == ["GSI1PK", "GSI1SK"]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    # And every key attribute is a string, as the store writes them
+    types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+    assert {name: types[name] for name in ("PK", "SK", "GSI1PK", "GSI1SK")} == dict.fromkeys(
+        ("PK", "SK", "GSI1PK", "GSI1SK"), "S"
+    )
+    assert set(types.values()) == {"S"}
+
+
+def test_the_store_writes_expiry_and_gsi_keys_under_the_template_names(
+    aws: dict[str, Any], env: dict[str, str]
+) -> None:
+    # Given a message written by the store; When listed through the template's GSI
+    store = store_module.DynamoStore(aws["dynamodb"], env["TABLE_NAME"])
+    store.put_messages([store_module.MessageRecord("m-1", "req-1", 0, None, "+15551230010", 0, "b-1")])
+    # Then it is found there, and carries the TTL attribute as a number
+    [item] = store.batch_messages("req-1", 0)
+    assert isinstance(item["expiresAt"], int)
+
+
+def test_the_idempotency_table_matches_powertools_defaults(aws: dict[str, Any], env: dict[str, str]) -> None:
+    # Given Powertools' DynamoDB persistence layer with its default attribute names
+    layer = DynamoDBPersistenceLayer(table_name=env["IDEMPOTENCY_TABLE_NAME"], boto3_client=aws["dynamodb"])
+    table = aws["dynamodb"].describe_table(TableName=env["IDEMPOTENCY_TABLE_NAME"])["Table"]
+    ttl = aws["dynamodb"].describe_time_to_live(TableName=env["IDEMPOTENCY_TABLE_NAME"])[
+        "TimeToLiveDescription"
+    ]
+    # Then the table's key and TTL are the ones it reads and writes
+    assert [k["AttributeName"] for k in table["KeySchema"]] == [layer.key_attr]
+    assert ttl["AttributeName"] == layer.expiry_attr
+
+
+@pytest.mark.parametrize("table_id", ["MessagesTable", "IdempotencyTable"])
+def test_tables_are_protected(table_id: str) -> None:
+    res = resource(table_id)
+    assert res["DeletionPolicy"] == "Retain"
+    assert res["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert res["Properties"]["SSESpecification"]["SSEEnabled"] is True
+    assert res["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+# ---- functions and layer ------------------------------------------------------------------------
+
+
+def test_globals_set_the_runtime_and_tracing() -> None:
+    globals_ = TEMPLATE["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.13"
+    assert globals_["Tracing"] == "Active"
+    # And no function overrides them
+    for properties in (f["Properties"] for f in functions().values()):
+        assert properties.get("Runtime", "python3.13") == "python3.13"
+        assert properties.get("Tracing", "Active") == "Active"
+
+
+def test_the_layer_is_built_for_python_313() -> None:
+    layer = resource("SharedLayer")
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert {"Ref": "SharedLayer"} in TEMPLATE["Globals"]["Function"]["Layers"]
+
+
+def test_handlers_point_at_the_code() -> None:
+    assert resource("WebhookFunction")["Properties"]["Handler"] == "webhook.handler.lambda_handler"
+    assert resource("WebhookFunction")["Properties"]["CodeUri"] == "functions/webhook/"
+    assert callable(handler.lambda_handler)
+
+
+def test_the_webhook_environment_names_only_settings_the_code_reads() -> None:
+    # Given every environment variable the template gives the webhook (Globals included)
+    names = set(function_environment("WebhookFunction"))
+    known = {f.name.upper() for f in fields(Settings)}
+    # Then each one is a Settings field or one of Powertools' own, and the ones it needs are there
+    assert {n for n in names if n not in known and not n.startswith("POWERTOOLS_")} == set()
+    assert {"TABLE_NAME", "WEBHOOK_SECRET_ID", "RAW_RETENTION_DAYS", "DATA_RETENTION_DAYS"} <= names
+
+
+# ---- IAM ----------------------------------------------------------------------------------------
+
+
+def test_the_template_has_iam_statements() -> None:
+    assert len(list(statements())) >= 4
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "statement"),
+    [pytest.param(fid, st, id=f"{fid}-{st.get('Sid', n)}") for n, (fid, st) in enumerate(statements())],
+)
+def test_no_iam_statement_uses_a_wildcard_action(logical_id: str, statement: dict[str, Any]) -> None:
+    # No "*" and no "service:*" (nor any other wildcard) in any action
+    for action in actions(statement):
+        assert "*" not in action, (logical_id, statement)
+    assert "NotAction" not in statement
+
+
+def test_the_webhook_may_only_read_and_write_items_and_its_secret() -> None:
+    assert allowed_actions("WebhookFunction") == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "secretsmanager:GetSecretValue",
+    }
+
+
+@pytest.mark.usefixtures("atomic_dynamodb", "emf")
+def test_the_webhook_calls_only_what_its_policy_allows(
+    aws: dict[str, Any], lambda_context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given every AWS API call made by any client is recorded as an IAM action
+    called: set[str] = set()
+    make_api_call = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def recording(self: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
+        called.add(f"{self.meta.service_model.signing_name}:{operation_name}")
+        return make_api_call(self, operation_name, api_params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    # When the webhook handles new events, then the same again (duplicates, whose state is checked)
+    body = [
+        {"eventId": "e-1", "name": "OutgoingSms.statusChanged", "messageId": "m-1", "status": "sent"},
+        {"eventId": "e-2", "name": "IncomingSms.received"},
+    ]
+    for _ in range(2):
+        event = with_body(load_event("webhook_status_event"), body)
+        assert handler.lambda_handler(event, lambda_context)["statusCode"] == 200
+    # Then it read its secret and wrote, read and updated items
+    assert {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        "secretsmanager:GetSecretValue",
+    } <= called
+    # And every call is one its IAM policy allows
+    assert called <= allowed_actions("WebhookFunction")
+
+
+def test_only_the_webhook_route_is_public() -> None:
+    api = resource("HttpApi")["Properties"]["Auth"]
+    assert api["DefaultAuthorizer"] == "AWS_IAM"
+    public = [
+        (fid, e["Properties"]["Path"])
+        for fid, f in functions().items()
+        for e in f["Properties"].get("Events", {}).values()
+        if e["Type"] == "HttpApi" and e["Properties"].get("Auth", {}).get("Authorizer") == "NONE"
+    ]
+    assert public == [("WebhookFunction", "/webhooks/ocelot")]
+    callback = resource("WebhookFunction")["Properties"]["Events"]["Callback"]["Properties"]
+    assert callback["Method"] == "POST"
+
+
+# ---- queue --------------------------------------------------------------------------------------
+
+
+def test_the_queue_outlasts_the_sender_and_redrives_after_retries() -> None:
+    queue = resource("SendQueue")["Properties"]
+    timeout = resource("SendBatchFunction")["Properties"].get(
+        "Timeout", TEMPLATE["Globals"]["Function"]["Timeout"]
+    )
+    # Then a message is invisible for at least 6x the function's timeout (AWS's advice for SQS sources)
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    # And goes to the dead-letter queue only after at least 5 receives
+    assert queue["RedrivePolicy"]["maxReceiveCount"] >= 5
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SendDeadLetterQueue", "Arn"]}
+    # And the dead-letter queue keeps messages longer than the queue
+    dlq = resource("SendDeadLetterQueue")["Properties"]
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+
+
+def test_create_queue_pair_uses_the_template_attributes(aws: dict[str, Any]) -> None:
+    sqs = boto3.client("sqs")
+    queue_url, dlq_url = create_queue_pair(sqs, "SendQueue", "SendDeadLetterQueue", "test")
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    assert attributes["VisibilityTimeout"] == str(resource("SendQueue")["Properties"]["VisibilityTimeout"])
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq_arn
+    assert (
+        int(redrive["maxReceiveCount"])
+        == resource("SendQueue")["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    )
