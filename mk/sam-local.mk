@@ -1,10 +1,13 @@
 # sam local support: a Docker engine and a python3.13 Lambda image that work without
-# access to Docker Hub / ECR (see tools/sam_local/README.md).
+# access to Docker Hub / ECR (see tools/sam_local/README.md and docs/sam-local.md).
 #
 #   make docker-up      start (installing if needed) a Docker engine
-#   make lambda-image   make sure the image exists; its name goes to .local/lambda-image,
-#                       for `sam local invoke --invoke-image "$(cat .local/lambda-image)"
-#                       --skip-pull-image --docker-network host`
+#   make lambda-image   make sure the image exists; its name goes to .local/lambda-image (and the
+#                       alias samconfig.toml names, ocelot-sms/sam-invoke:python3.13, points at it)
+#   make sam-test       sam validate --lint, then tests/sam_local: every events/ file through
+#                       `sam local invoke`, the SQS partial failures, start-api end to end
+#   make sam-env        .local/sam-env.json (samconfig's env_vars) for the stack of
+#                       `make local-up LOCAL_ARGS="--functions none"`
 
 # Paths from this fragment's own location, so `make -C` and includes from elsewhere work.
 SAMLOCAL_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
@@ -12,7 +15,7 @@ SAMLOCAL_TOOLS := $(SAMLOCAL_ROOT)/tools/sam_local
 SAMLOCAL_STATE_DIR := $(SAMLOCAL_ROOT)/.local
 SAMLOCAL_IMAGE_FILE := $(SAMLOCAL_STATE_DIR)/lambda-image
 
-.PHONY: docker-up lambda-image
+.PHONY: docker-up lambda-image sam-test sam-env
 
 docker-up: ## Start a Docker engine (installs docker.io as root if missing)
 	bash "$(SAMLOCAL_TOOLS)/ensure-docker.sh"
@@ -24,3 +27,14 @@ lambda-image: docker-up ## Ensure the python3.13 Lambda image for sam local; nam
 	bash "$(SAMLOCAL_TOOLS)/ensure-image.sh" > "$(SAMLOCAL_IMAGE_FILE).tmp"
 	@tail -n 1 "$(SAMLOCAL_IMAGE_FILE).tmp" > "$(SAMLOCAL_IMAGE_FILE)" && rm -f "$(SAMLOCAL_IMAGE_FILE).tmp"
 	@echo "lambda image: $$(cat "$(SAMLOCAL_IMAGE_FILE)") (in $(SAMLOCAL_IMAGE_FILE))"
+
+# `build` is the main Makefile's (sam build, python3.13). Each phase prints its own time.
+sam-test: docker-up lambda-image build ## sam local: validate --lint, every events/ file invoked, SQS failures, start-api e2e
+	@cd "$(SAMLOCAL_ROOT)" && TIMEFORMAT='sam-test: sam validate --lint %1Rs' && \
+	  time $(BIN)/sam validate --lint --template template.yaml
+	@cd "$(SAMLOCAL_ROOT)" && TIMEFORMAT='sam-test: pytest tests/sam_local %1Rs' && \
+	  time $(BIN)/pytest tests/sam_local $(PYTEST_ARGS)
+
+sam-env: install ## Write .local/sam-env.json (samconfig's env_vars) from the running local stack's stack.json
+	cd "$(SAMLOCAL_ROOT)" && $(BIN)/python -m tools.sam_local.env_vars \
+	  --stack "$(SAMLOCAL_STATE_DIR)/stack.json" --out "$(SAMLOCAL_STATE_DIR)/sam-env.json"

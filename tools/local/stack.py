@@ -162,7 +162,7 @@ class LocalStack:
             account_id=ACCOUNT_ID,
         )
         specs = function_specs(resolver)
-        function_env = merged_environment(specs, LOCAL_TUNING)
+        function_env = merged_environment(specs, {**LOCAL_TUNING, "AWS_ENDPOINT_URL": moto.url})
         invoker: InProcessFunctions | None = None
         pollers: list[SqsPoller] = []
         if options.functions == "inprocess":

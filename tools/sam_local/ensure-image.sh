@@ -9,6 +9,9 @@
 #
 # Environment (all optional):
 #   SAMLOCAL_IMAGE          name of the built image (default ocelot-sms/lambda-python:3.13)
+#   SAMLOCAL_INVOKE_ALIAS   also tagged on the image chosen, whichever it is, so that one fixed
+#                           name works everywhere (samconfig.toml's invoke_image)
+#                           (default ocelot-sms/sam-invoke:python3.13)
 #   SAMLOCAL_TRY_PULL       0 = never try the official image   (default 1)
 #   SAMLOCAL_PULL_TIMEOUT   seconds for that pull attempt      (default 30)
 #   SAMLOCAL_DEBIAN_MIRROR  debootstrap mirror                 (default http://deb.debian.org/debian)
@@ -16,16 +19,26 @@
 set -euo pipefail
 
 readonly LOCAL_IMAGE="${SAMLOCAL_IMAGE:-ocelot-sms/lambda-python:3.13}"
+readonly INVOKE_ALIAS="${SAMLOCAL_INVOKE_ALIAS:-ocelot-sms/sam-invoke:python3.13}"
 readonly OFFICIAL_IMAGE="public.ecr.aws/lambda/python:3.13"
 readonly TRY_PULL="${SAMLOCAL_TRY_PULL:-1}"
 readonly PULL_TIMEOUT="${SAMLOCAL_PULL_TIMEOUT:-30}"
 readonly MIRROR="${SAMLOCAL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 readonly SUITE="trixie" # Debian 13 ships Python 3.13, the Lambda runtime we emulate
-# Pinned so a rebuild gives the same runtime client; deps pinned too (awslambdaric >=4 needs both).
-readonly PIP_PINS=(awslambdaric==4.2.2 simplejson==4.3.0 snapshot-restore-py==1.0.0)
-# Bump when the recipe changes: an existing image with another value is rebuilt.
-# No spaces: `docker import -c ENV` would split the value at them.
-RECIPE="1;${SUITE};$(IFS=,; echo "${PIP_PINS[*]}")"
+# Pinned so a rebuild gives the same runtime; every dependency pinned too, so pip resolves nothing
+# on its own. awslambdaric (+ simplejson, snapshot-restore-py) is the runtime client. boto3/botocore
+# (+ s3transfer, jmespath, python-dateutil, six, urllib3) are what the official image ships in its
+# runtime and what our layer relies on (layers/shared/requirements.txt does not bundle them); the
+# versions match requirements-dev.txt, so sam local runs the boto3 the unit tests run.
+readonly PIP_PINS=(
+  awslambdaric==4.2.2 simplejson==4.3.0 snapshot-restore-py==1.0.0
+  boto3==1.43.108 botocore==1.43.127 s3transfer==0.19.3 jmespath==1.1.0
+  python-dateutil==2.9.0.post0 six==1.17.0 urllib3==2.8.0
+)
+# Bump the leading number when the recipe changes in a way the pins do not show (bootstrap,
+# layout): an existing image with another value is rebuilt. No spaces: `docker import -c ENV`
+# would split the value at them.
+RECIPE="2;${SUITE};$(IFS=,; echo "${PIP_PINS[*]}")"
 readonly RECIPE
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
@@ -52,6 +65,12 @@ recipe_of() {
     | sed -n 's/^OCELOT_IMAGE_RECIPE=//p'
 }
 emit() {
+  # Re-tag only when the alias points elsewhere (a tag is cheap, but keep the common path silent).
+  if [[ "$(docker image inspect -f '{{.Id}}' "$INVOKE_ALIAS" 2>/dev/null)" != \
+    "$(docker image inspect -f '{{.Id}}' "$1")" ]]; then
+    docker tag "$1" "$INVOKE_ALIAS" || die "could not tag $1 as $INVOKE_ALIAS"
+    log "tagged $1 as $INVOKE_ALIAS"
+  fi
   phase_done "image ready"
   echo "$1"
   exit 0
@@ -153,13 +172,16 @@ if ! env -i "${pip_env[@]}" chroot "$rootfs" python3 -m pip install -q --break-s
   tail -n 20 "$work/pip.log" >&2
   die "pip install ${PIP_PINS[*]} failed"
 fi
-phase_done "pip install awslambdaric"
+phase_done "pip install awslambdaric, boto3"
 
 # SAM's emulator runs /var/runtime/bootstrap with _HANDLER and AWS_LAMBDA_RUNTIME_API set.
+# Search order as in the official python3.13 runtime: the function (/var/task, first through the
+# working directory of `python3 -m`), then the layers, then what the runtime ships (/var/runtime):
+# a layer that bundles its own boto3 or urllib3 wins over ours, as it would in AWS.
 cat >"$rootfs/var/runtime/bootstrap" <<'EOF'
 #!/bin/sh
-# Lambda custom-runtime entry: awslambdaric from /var/runtime, layers from /opt/python.
-export PYTHONPATH="/var/runtime:/opt/python${PYTHONPATH:+:$PYTHONPATH}"
+# Lambda custom-runtime entry: the function, then layers (/opt/python), then /var/runtime.
+export PYTHONPATH="/opt/python/lib/python3.13/site-packages:/opt/python:/var/runtime${PYTHONPATH:+:$PYTHONPATH}"
 cd "${LAMBDA_TASK_ROOT:-/var/task}" || exit 1
 exec python3 -m awslambdaric "$_HANDLER"
 EOF
@@ -180,11 +202,17 @@ image_id="$(tar -C "$rootfs" --numeric-owner --exclude='./dev/*' --exclude='./pr
   -m "ocelot-sms offline Lambda python3.13 image" - )"
 phase_done "docker import"
 
-check='import sys, awslambdaric; assert sys.version_info[:2] == (3, 13), sys.version; print(sys.version.split()[0])'
+# The runtime's boto3 must be the pinned one and build a client (no network: nothing is called).
+check='import sys, awslambdaric, boto3, botocore
+assert sys.version_info[:2] == (3, 13), sys.version
+assert (boto3.__version__, botocore.__version__) == (sys.argv[1], sys.argv[2]), (boto3.__version__, botocore.__version__)
+boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+print(sys.version.split()[0], "boto3", boto3.__version__)'
+pin_of() { local p; for p in "${PIP_PINS[@]}"; do [[ "$p" == "$1=="* ]] && echo "${p#*==}"; done; }
 if ! got="$(docker run --rm --network none -e PYTHONPATH=/var/runtime --entrypoint python3 \
-  "$image_id" -c "$check")"; then
+  "$image_id" -c "$check" "$(pin_of boto3)" "$(pin_of botocore)")"; then
   docker image rm "$image_id" >/dev/null 2>&1 || true
-  die "built image fails its check (python3.13 + awslambdaric)"
+  die "built image fails its check (python3.13, awslambdaric, pinned boto3/botocore)"
 fi
 docker run --rm --network none --entrypoint test "$image_id" -x /var/runtime/bootstrap \
   || die "built image lacks an executable /var/runtime/bootstrap"
