@@ -20,11 +20,12 @@ help: ## List the targets
 
 install: $(VENV)/.installed ## Create the venv (python3.13) and install the pinned dependencies
 
-$(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv install 3.13.0, or put python3.13 on PATH)"; exit 1; }
 	$(PYTHON313) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --editable .
 	@touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
@@ -36,7 +37,7 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 lint: install $(CHECKOV_VENV)/.installed ## ruff, mypy, cfn-lint (serverless rules), sam validate --lint, checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/shared functions tests tools
+	$(BIN)/mypy layers/shared functions tests tools cli
 	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
 	$(BIN)/sam validate --lint --template template.yaml
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation serverless --compact --quiet --skip-download

@@ -6,8 +6,8 @@ unauthenticated one. Invalid send requests are refused with their problems befor
 Each property runs a fixed number of generated cases against moto (set up once per test) and asserts
 that number was reached, so a strategy that silently stops generating fails the test.
 
-Known bugs are kept out of the properties and shown by the strict-xfail tests at the end of the file;
-when one is fixed, its xfail starts passing (strict: fails) and its input can join the properties.
+Inputs that once broke storage (over-long ids, incompressible or huge bodies, lone surrogates,
+undecodable bodies) are pinned by the regression tests at the end of the file.
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ INSTANTS = (
 
 
 def fits_sort_key(event_id: str) -> bool:
-    """See test_an_event_id_too_long_for_a_dynamodb_key_is_not_a_5xx: kept out of the properties."""
+    """Longer ids are refused with a 400 (test_an_event_id_too_long_for_a_dynamodb_key_is_not_a_5xx);
+    the oracle here expects every generated id to be stored."""
     return len(f"EVT#{event_id}".encode()) <= SORT_KEY_MAX_BYTES
 
 
@@ -958,12 +959,6 @@ def raw_kept(aws: dict[str, Any], env: dict[str, str], request_id: str) -> bool:
     return any(raw["deliveryId"] == request_id for raw in raw_deliveries(aws, env["TABLE_NAME"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: an eventId of 256 characters may be up to 1,024 UTF-8 bytes; 'EVT#' + it exceeds DynamoDB's "
-    "1,024-byte sort key, put_item fails with ValidationException and the webhook answers 503 for ever",
-)
 def test_an_event_id_too_long_for_a_dynamodb_key_is_not_a_5xx(
     aws: dict[str, Any], env: dict[str, str], lambda_context: FakeContext
 ) -> None:
@@ -978,12 +973,6 @@ def test_an_event_id_too_long_for_a_dynamodb_key_is_not_a_5xx(
     assert raw_kept(aws, env, request_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: WEBHOOK_MAX_BODY_BYTES (1,000,000) accepts bodies that put_raw cannot store (at most "
-    "350,000 bytes once gzipped): an incompressible body in between is a 503 on every retry, never a 413",
-)
 def test_an_incompressible_body_under_the_limit_is_not_a_5xx(
     aws: dict[str, Any], env: dict[str, str], lambda_context: FakeContext
 ) -> None:
@@ -1000,12 +989,6 @@ def test_an_incompressible_body_under_the_limit_is_not_a_5xx(
         assert raw_kept(aws, env, request_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: an event's fields (payload, batchId, errorMessage...) are stored whole in one DynamoDB "
-    "item; one event over 400 KB (the item limit) in a body under WEBHOOK_MAX_BODY_BYTES is a 503 for ever",
-)
 @pytest.mark.parametrize("field", ["pad", "errorMessage", "batchId"])
 def test_a_large_event_under_the_body_limit_is_not_a_5xx(
     aws: dict[str, Any], env: dict[str, str], lambda_context: FakeContext, field: str
@@ -1022,14 +1005,6 @@ def test_a_large_event_under_the_body_limit_is_not_a_5xx(
     assert raw_kept(aws, env, request_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason='BUG: a lone surrogate escaped in JSON ("\\udc00", e.g. an emoji cut in two) in a field the '
-    "contract does not know is kept in the event's payload, json.dumps(..., ensure_ascii=False) keeps it "
-    "unescaped and it cannot be encoded as UTF-8 for DynamoDB: unhandled UnicodeEncodeError, 500 on "
-    "every retry",
-)
 @pytest.mark.parametrize("escape", ["\\udc00", "\\ud83d", "a\\ud83d b"])
 def test_a_lone_surrogate_escaped_in_the_json_is_not_a_5xx(
     aws: dict[str, Any], env: dict[str, str], lambda_context: FakeContext, escape: str
@@ -1045,13 +1020,6 @@ def test_a_lone_surrogate_escaped_in_the_json_is_not_a_5xx(
     assert raw_kept(aws, env, request_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (low: needs a lone surrogate in the Lambda event itself, which API Gateway should not "
-    "produce): the token is compared as token.encode(), which raises UnicodeEncodeError: a 500, not "
-    "a 401",
-)
 def test_a_token_with_a_lone_surrogate_is_401(aws: dict[str, Any], lambda_context: FakeContext) -> None:
     response, _ = post_callback(
         lambda_context, '{"eventId": "e"}', authorization=None, query={"token": "\ud800"}
@@ -1060,13 +1028,6 @@ def test_a_token_with_a_lone_surrogate_is_401(aws: dict[str, Any], lambda_contex
     assert response["statusCode"] == 401, response
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (low: API Gateway should not produce these events): the handler decodes the body before "
-    "anything is stored, so a body with a lone surrogate (body.encode()) or an isBase64Encoded body that is "
-    "not base64 (b64decode) raises: 500, and the raw delivery is lost",
-)
 @pytest.mark.parametrize(
     "event_changes",
     [{"body": '{"eventId": "e-\ud800"}', "isBase64Encoded": False}, {"body": "abc", "isBase64Encoded": True}],

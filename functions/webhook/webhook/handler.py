@@ -32,7 +32,7 @@ def receive_callback() -> Response[str]:
         Delivery(
             delivery_id=event.request_context.request_id,
             received_at=datetime.now(UTC),
-            body=base64.b64decode(body) if event.is_base64_encoded else body.encode(),
+            body=_body_bytes(body, bool(event.is_base64_encoded)),
             headers=event.headers,
             source_ip=event.request_context.http.source_ip,
         )
@@ -56,6 +56,17 @@ def unexpected(error: Exception) -> Response[str]:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+def _body_bytes(body: str, is_base64: bool) -> bytes:
+    """The body as bytes, whatever API Gateway hands over: the raw delivery is stored before any
+    parsing, so decoding must not fail (a body that is not the base64 it claims is kept as text)."""
+    if is_base64:
+        try:
+            return base64.b64decode(body, validate=True)
+        except ValueError:  # binascii.Error
+            pass
+    return body.encode("utf-8", "surrogatepass")
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -20,7 +20,7 @@ from ocelot_sms.contract import CallbackError, CallbackEvent, parse_callback
 from ocelot_sms.credentials import WebhookCredentials
 from ocelot_sms.observability import MetricUnit, logger, metrics
 from ocelot_sms.settings import Settings
-from ocelot_sms.store import EventWrite, RawDelivery, StorageError, Store
+from ocelot_sms.store import EventWrite, RawDelivery, StorageError, Store, TooLargeToStore
 
 # Never stored or logged: they carry credentials.
 SECRET_HEADERS = frozenset(
@@ -88,6 +88,11 @@ class CallbackService:
         )
         try:
             self._store.put_raw(raw, self._settings.raw_retention_days)
+        except TooLargeToStore as error:
+            # Permanent: a retry would fail the same way, so not a 5xx (Ocelot's JSON compresses well
+            # under the limit; only something else gets here).
+            metrics.add_metric(name="WebhookBodiesTooLarge", unit=MetricUnit.Count, value=1)
+            return Reply(413, {"error": "payload_too_large", "message": str(error)})
         except (ClientError, BotoCoreError, StorageError) as error:
             return _storage_failed("raw delivery", error)
 

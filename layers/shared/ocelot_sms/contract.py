@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 SEND_PATH = "/api/v1/sms/send/"
 MAX_MESSAGE_CHARS = 2000
+MAX_ID_BYTES = 512
 DEFAULT_MAX_MESSAGES_PER_REQUEST = 100
 
 # Status codes with which Ocelot certainly did not take the request: safe to send again.
@@ -190,6 +191,14 @@ class CallbackEvent(_Wire):
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("event_id", "message_id")
+    @classmethod
+    def _fits_a_key(cls, value: str | None) -> str | None:
+        # Ids become DynamoDB key parts (a sort key holds at most 1,024 bytes).
+        if value is not None and len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise ValueError(f"longer than {MAX_ID_BYTES} bytes")
+        return value
 
     @field_validator(
         "name",

@@ -83,4 +83,7 @@ class WebhookCredentials:
 
 
 def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    # surrogatepass: a malformed string (a lone surrogate) is a wrong credential, not a crash.
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
     from ocelot_sms.callbacks import CallbackService
+    from ocelot_sms.ocelot_client import HttpOcelotClient
     from ocelot_sms.sender import SenderService
+    from ocelot_sms.status import StatusService
     from ocelot_sms.store import DynamoStore
 
 
@@ -40,20 +42,17 @@ def store() -> DynamoStore:
 
 
 @cache
-def sender_service() -> SenderService:
-    # Imported here: the webhook never pays for requests, urllib3 or idempotency at cold start.
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
+def ocelot_client() -> HttpOcelotClient:
+    # Imported here: the webhook never pays for requests and urllib3 at cold start.
     from ocelot_sms.credentials import OcelotCredentials
     from ocelot_sms.ocelot_client import HttpOcelotClient
-    from ocelot_sms.sender import SenderService
 
     settings = get_settings()
 
     def credentials(force_fetch: bool) -> OcelotCredentials:
         return OcelotCredentials.load(settings.ocelot_secret_id, settings.secret_max_age_seconds, force_fetch)
 
-    client = HttpOcelotClient(
+    return HttpOcelotClient(
         settings.ocelot_base_url,
         credentials,
         connect_timeout=settings.connect_timeout_seconds,
@@ -61,10 +60,26 @@ def sender_service() -> SenderService:
         max_attempts=settings.max_send_attempts,
         max_retry_wait=settings.max_retry_wait_seconds,
     )
+
+
+@cache
+def sender_service() -> SenderService:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from ocelot_sms.sender import SenderService
+
+    settings = get_settings()
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table_name, boto3_client=dynamodb_client()
     )
-    return SenderService(settings, store(), client, persistence)
+    return SenderService(settings, store(), ocelot_client(), persistence)
+
+
+@cache
+def status_service() -> StatusService:
+    from ocelot_sms.status import StatusService
+
+    return StatusService(store())
 
 
 @cache
@@ -82,5 +97,13 @@ def callback_service() -> CallbackService:
 
 def reset() -> None:
     """Forget every cached object (tests change the environment between cases)."""
-    for factory in (get_settings, dynamodb_client, store, sender_service, callback_service):
+    for factory in (
+        get_settings,
+        dynamodb_client,
+        store,
+        ocelot_client,
+        sender_service,
+        callback_service,
+        status_service,
+    ):
         factory.cache_clear()

@@ -40,7 +40,7 @@ from ocelot_sms.models import (
 from ocelot_sms.observability import MetricUnit, logger, metrics
 from ocelot_sms.ocelot_client import OcelotClient, OcelotOutcomeUnknown, OcelotRejected, OcelotUnavailable
 from ocelot_sms.settings import Settings
-from ocelot_sms.store import ChunkRecord, ChunkStatus, MessageRecord, Store
+from ocelot_sms.store import ChunkRecord, ChunkStatus, MessageRecord, RequestConflict, Store
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
@@ -151,7 +151,12 @@ class SenderService:
             return self._preview(request, chunks)
 
         digest = request_hash(request)
-        self._store.put_batch(request.request_id, digest, len(request.messages), len(chunks), origin)
+        try:
+            self._store.put_batch(request.request_id, digest, len(request.messages), len(chunks), origin)
+        except RequestConflict as error:
+            raise SubmitFailed(
+                FailureKind.CONFLICT, str(error), self._result(request, _Progress(), chunks)
+            ) from error
         progress = _Progress()
         for chunk in chunks:
             try:
@@ -259,12 +264,14 @@ class SenderService:
             size=len(wire.messages),
             first_index=chunk["firstIndex"],
         )
+        # Kept only if the outcome turns out unknown: what an operator may decide to resend.
+        payload = chunk["payload"]
         earlier = self._store.claim_chunk(claim)
         if earlier is not None:
             if earlier.status is ChunkStatus.ACCEPTED:
                 return _outcome(earlier)
             reason = earlier.reason or "an earlier attempt was interrupted after it may have sent this chunk"
-            return self._finish(claim, ChunkStatus.UNKNOWN, reason=reason)
+            return self._finish(claim, ChunkStatus.UNKNOWN, reason=reason, payload=payload)
         try:
             response = self._client.send(wire, self._deadline)
         except OcelotOutcomeUnknown as error:
@@ -272,7 +279,7 @@ class SenderService:
                 "chunk outcome unknown",
                 extra={"requestId": claim.request_id, "chunk": claim.index, "reason": str(error)},
             )
-            return self._finish(claim, ChunkStatus.UNKNOWN, reason=str(error))
+            return self._finish(claim, ChunkStatus.UNKNOWN, reason=str(error), payload=payload)
         except (OcelotRejected, OcelotUnavailable) as error:
             self._store.finish_chunk(replace(claim, status=ChunkStatus.NOT_SENT, reason=str(error)))
             raise
@@ -284,6 +291,7 @@ class SenderService:
                 ChunkStatus.UNKNOWN,
                 batch_id=response.batch_id,
                 reason=f"accepted, but {len(ids)} ids for {len(wire.messages)} messages",
+                payload=payload,
             )
         return self._finish(claim, ChunkStatus.ACCEPTED, batch_id=response.batch_id, message_ids=ids)
 

@@ -41,6 +41,8 @@ class Settings:
     idempotency_expiry_seconds: int = 7 * 24 * 3600
     webhook_max_body_bytes: int = 1_000_000
     webhook_write_concurrency: int = 16
+    # A message with no terminal status this long after it was accepted is marked unknown.
+    stale_after_hours: int = 72
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

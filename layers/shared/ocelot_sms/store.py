@@ -43,6 +43,10 @@ RAW_SHARDS = 8
 # Bodies above this are stored gzip-compressed (an item holds at most 400 KB).
 RAW_COMPRESS_ABOVE = 32_000
 RAW_MAX_STORED = 350_000
+# A stored event keeps the item as received up to this size; beyond, the raw delivery holds it.
+EVENT_PAYLOAD_MAX = 64_000
+# Free-text fields copied into event and state items are cut to this many characters.
+TEXT_FIELD_MAX = 1024
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -57,6 +61,14 @@ class ChunkStatus(StrEnum):
 
 class StorageError(RuntimeError):
     """DynamoDB did not durably store what was asked."""
+
+
+class TooLargeToStore(ValueError):
+    """Bigger than an item can hold even compressed: retrying cannot help."""
+
+
+class RequestConflict(ValueError):
+    """The requestId was stored before with a different payload."""
 
 
 def order_key(status: DeliveryStatus, instant: datetime | None, event_id: str) -> str:
@@ -104,6 +116,8 @@ class ChunkRecord:
     batch_id: str | None = None
     reason: str | None = None
     message_ids: tuple[str, ...] = ()
+    # The Ocelot request, kept only while the outcome is unknown: what an operator may resend.
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +211,8 @@ class DynamoStore:
             "createdAt": iso(utc_now()),
             "expiresAt": epoch_after(self._retention_days),
         }
-        # First write wins: a replay of the same request keeps the original creation time.
+        # First write wins: a replay of the same request keeps the original creation time. The hash
+        # is checked here too, because idempotency records of chunks that were not sent are removed.
         try:
             self._client.put_item(
                 TableName=self._table, Item=_to_item(item), ConditionExpression="attribute_not_exists(PK)"
@@ -205,6 +220,13 @@ class DynamoStore:
         except ClientError as error:
             if not _is_condition_failure(error):
                 raise
+            stored = self._client.get_item(
+                TableName=self._table, Key=_key(f"REQ#{request_id}", "#BATCH"), ConsistentRead=True
+            ).get("Item", {})
+            if stored.get("requestHash", {}).get("S", request_hash) != request_hash:
+                raise RequestConflict(
+                    f"requestId {request_id!r} was already used with a different payload"
+                ) from error
 
     def put_messages(self, records: Sequence[MessageRecord]) -> None:
         expires = epoch_after(self._retention_days)
@@ -273,8 +295,12 @@ class DynamoStore:
                 f"OBATCH#{chunk.batch_id}",
                 f"REQ#{chunk.request_id}#{chunk.index}",
             )
+            # Found again by the stale-message sweep (GSI2, sparse) until it has been swept.
+            item["GSI2PK"], item["GSI2SK"] = _sweep_bucket(utc_now()), f"{chunk.request_id}#{chunk.index:05d}"
         elif chunk.status is ChunkStatus.UNKNOWN:
             item["GSI1PK"], item["GSI1SK"] = "CHUNKS#unknown", f"{now}#{chunk.request_id}#{chunk.index}"
+            if chunk.payload is not None:
+                item["payload"] = json.dumps(chunk.payload, sort_keys=True)
         return _to_item(item)
 
     # ---- webhook side -------------------------------------------------------------------------
@@ -288,7 +314,7 @@ class DynamoStore:
         if body is None or len(raw.body) > RAW_COMPRESS_ABOVE:
             packed = gzip.compress(raw.body)
             if len(packed) > RAW_MAX_STORED:
-                raise StorageError(f"raw delivery of {len(raw.body)} bytes is too large to store")
+                raise TooLargeToStore(f"raw delivery of {len(raw.body)} bytes is too large to store")
             body, encoding = Binary(packed), "gzip"
         item = {
             **raw.key,
@@ -319,17 +345,23 @@ class DynamoStore:
             "SK": f"EVT#{event.event_id}",
             "type": "event",
             "eventId": event.event_id,
-            "name": event.name,
+            "name": _clip(event.name),
             "messageId": event.message_id,
-            "batchId": event.batch_id,
-            "status": status.value if status else event.status,
+            "batchId": _clip(event.batch_id),
+            "status": status.value if status else _clip(event.status),
             "eventTime": iso(instant) if instant else None,
             "orderKey": key,
             "receivedAt": iso(utc_now()),
             "raw": dict(raw_key),
-            "payload": json.dumps(event.raw, sort_keys=True, ensure_ascii=False),
             "expiresAt": epoch_after(self._retention_days),
         }
+        # ASCII escapes keep lone surrogates (half an emoji) storable; a huge item stays in the raw
+        # delivery only, or the event would exceed DynamoDB's 400 KB item limit.
+        payload = json.dumps(event.raw, sort_keys=True)
+        if len(payload) <= EVENT_PAYLOAD_MAX:
+            item["payload"] = payload
+        else:
+            item["payloadInRaw"] = True
         try:
             self._client.put_item(
                 TableName=self._table, Item=_to_item(item), ConditionExpression="attribute_not_exists(PK)"
@@ -351,9 +383,9 @@ class DynamoStore:
             ":k": key,
             ":e": event.event_id,
             ":t": iso(instant) if instant else None,
-            ":ec": event.error_code,
-            ":em": event.error_message,
-            ":b": event.batch_id,
+            ":ec": _clip(event.error_code),
+            ":em": _clip(event.error_message),
+            ":b": _clip(event.batch_id),
             ":u": iso(utc_now()),
             ":x": epoch_after(self._retention_days),
             ":m": event.message_id,
@@ -461,6 +493,73 @@ class DynamoStore:
                     raw["body"] = gzip.decompress(bytes(raw["body"])).decode("utf-8", "replace")
                 yield raw
 
+    # ---- operations -------------------------------------------------------------------------------
+
+    def unknown_chunks(self) -> list[dict[str, Any]]:
+        """Chunks whose send outcome is unknown, oldest first (rare by design: one GSI key holds them)."""
+        return [
+            _from_item(i)
+            for i in self._query(
+                IndexName="GSI1",
+                KeyConditionExpression="GSI1PK = :pk",
+                ExpressionAttributeValues={":pk": {"S": "CHUNKS#unknown"}},
+            )
+        ]
+
+    def chunks_to_sweep(self, since: datetime, until: datetime) -> Iterator[ChunkRecord]:
+        """Accepted chunks not swept yet, accepted between `since` and `until` (hour buckets)."""
+        hour = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        while hour <= until:
+            for key in self._query(
+                IndexName="GSI2",
+                KeyConditionExpression="GSI2PK = :pk",
+                ExpressionAttributeValues={":pk": {"S": _sweep_bucket(hour)}},
+            ):
+                request_id, index = key["GSI2SK"]["S"].rsplit("#", 1)
+                chunk = self.get_chunk(request_id, int(index))
+                if chunk is not None:
+                    yield chunk
+            hour += timedelta(hours=1)
+
+    def mark_unknown(self, message_id: str, now: datetime) -> bool:
+        """Give up on a message: `unknown` now, unless it already has a terminal status. A later
+        terminal callback still wins; an older non-terminal one does not undo it."""
+        key = order_key(DeliveryStatus.UNKNOWN, now, "stale-sweep")
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(f"MSG#{message_id}", "#STATE"),
+                UpdateExpression=(
+                    "SET #type = :ty, messageId = :m, #status = :s, orderKey = :k, eventId = :e, "
+                    "eventTime = :t, updatedAt = :t, expiresAt = :x"
+                ),
+                ConditionExpression="attribute_not_exists(orderKey) OR orderKey < :k",
+                ExpressionAttributeNames={"#type": "type", "#status": "status"},
+                ExpressionAttributeValues=_to_item(
+                    {
+                        ":ty": "state",
+                        ":m": message_id,
+                        ":s": DeliveryStatus.UNKNOWN.value,
+                        ":k": key,
+                        ":e": "stale-sweep",
+                        ":t": iso(now),
+                        ":x": epoch_after(self._retention_days, now),
+                    }
+                ),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def swept(self, chunk: ChunkRecord) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key=_key(f"REQ#{chunk.request_id}", _chunk_sk(chunk.index)),
+            UpdateExpression="REMOVE GSI2PK, GSI2SK",
+        )
+
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("query")
         for page in paginator.paginate(TableName=self._table, **kwargs):
@@ -482,6 +581,14 @@ class DynamoStore:
             if group:
                 raise StorageError(f"{len(group)} items left unprocessed by BatchWriteItem")
         return requests
+
+
+def _clip(value: str | None) -> str | None:
+    return value[:TEXT_FIELD_MAX] if value is not None else None
+
+
+def _sweep_bucket(instant: datetime) -> str:
+    return f"SWEEP#{instant.astimezone(UTC):%Y-%m-%dT%H}"
 
 
 def _chunk_sk(index: int) -> str:
@@ -526,6 +633,7 @@ def _chunk_from_item(item: Mapping[str, Any]) -> ChunkRecord:
         batch_id=plain.get("batchId"),
         reason=plain.get("reason"),
         message_ids=tuple(plain.get("messageIds", ())),
+        payload=json.loads(plain["payload"]) if plain.get("payload") else None,
     )
 
 

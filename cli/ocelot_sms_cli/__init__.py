@@ -1,0 +1,1 @@
+"""`ocelot-sms`: the operator's command line for a deployed stack or the local stack."""
