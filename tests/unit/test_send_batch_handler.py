@@ -307,6 +307,24 @@ def test_the_same_request_id_with_another_payload_is_409_and_not_sent(
     assert len(ocelot.sent) == 1
 
 
+def test_a_request_id_whose_first_attempt_sent_nothing_still_refuses_another_payload(
+    ocelot: FakeOcelot, lambda_context: FakeContext
+) -> None:
+    # Given a request whose every attempt got 503: nothing sent, its idempotency records removed
+    ocelot.then(busy(503, "1"), busy(503, "1"), busy(503, "1"))
+    assert invoke(post(batch("reuse-unsent", 2)), lambda_context)["statusCode"] == 503
+
+    # When the same requestId comes back with another recipient
+    other = batch("reuse-unsent", 2)
+    other["messages"][0]["to"] = "+15557654321"
+    response = invoke(post(other), lambda_context)
+
+    # Then 409 conflict (the batch record remembers the first payload), and nothing more was sent
+    assert response["statusCode"] == 409
+    assert json_body(response)["error"] == "conflict"
+    assert len(ocelot.sent) == 3
+
+
 def test_a_request_being_sent_right_now_is_409_with_retry_after(
     ocelot: FakeOcelot, lambda_context: FakeContext
 ) -> None:

@@ -25,7 +25,9 @@ from ocelot_sms.store import (
     EventWrite,
     MessageRecord,
     RawDelivery,
+    RequestConflict,
     StorageError,
+    TooLargeToStore,
     epoch_after,
     iso,
     order_key,
@@ -195,8 +197,8 @@ def test_put_raw_keeps_a_body_that_is_not_utf8_byte_for_byte(store: DynamoStore,
 def test_put_raw_refuses_a_body_too_large_even_compressed(store: DynamoStore, table_items: Items) -> None:
     # Given a body that does not compress below the item limit
     body = random.Random(7).randbytes(RAW_MAX_STORED + 10_000)
-    # When stored; Then StorageError, and nothing written
-    with pytest.raises(StorageError, match="too large"):
+    # When stored; Then TooLargeToStore (permanent: the webhook answers 413), and nothing written
+    with pytest.raises(TooLargeToStore, match="too large"):
         store.put_raw(raw(body=body), 30)
     assert table_items() == []
 
@@ -547,9 +549,21 @@ def test_batch_header_and_chunks(store: DynamoStore) -> None:
 
 
 def test_put_batch_first_write_wins(store: DynamoStore) -> None:
+    # Given a batch record; When the same request is recorded again (a retry, from the queue)
     store.put_batch("req-1", "hash-1", 10, 1, "api")
     first = store.get_batch("req-1")[0]
-    store.put_batch("req-1", "hash-2", 99, 9, "queue")
+    store.put_batch("req-1", "hash-1", 10, 1, "queue")
+    # Then the first record stays as it was
+    assert store.get_batch("req-1")[0] == first
+
+
+def test_put_batch_refuses_the_same_request_id_with_another_payload(store: DynamoStore) -> None:
+    # Given a batch record; When the requestId comes back with another payload hash
+    store.put_batch("req-1", "hash-1", 10, 1, "api")
+    first = store.get_batch("req-1")[0]
+    # Then a conflict, and the record is unchanged
+    with pytest.raises(RequestConflict, match="different payload"):
+        store.put_batch("req-1", "hash-2", 99, 9, "queue")
     assert store.get_batch("req-1")[0] == first
 
 

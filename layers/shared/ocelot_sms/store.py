@@ -213,20 +213,13 @@ class DynamoStore:
         }
         # First write wins: a replay of the same request keeps the original creation time. The hash
         # is checked here too, because idempotency records of chunks that were not sent are removed.
-        try:
-            self._client.put_item(
-                TableName=self._table, Item=_to_item(item), ConditionExpression="attribute_not_exists(PK)"
-            )
-        except ClientError as error:
-            if not _is_condition_failure(error):
-                raise
-            stored = self._client.get_item(
-                TableName=self._table, Key=_key(f"REQ#{request_id}", "#BATCH"), ConsistentRead=True
-            ).get("Item", {})
-            if stored.get("requestHash", {}).get("S", request_hash) != request_hash:
-                raise RequestConflict(
-                    f"requestId {request_id!r} was already used with a different payload"
-                ) from error
+        if self._put_if_absent(item):
+            return
+        stored = self._client.get_item(
+            TableName=self._table, Key=_key(f"REQ#{request_id}", "#BATCH"), ConsistentRead=True
+        ).get("Item", {})
+        if stored.get("requestHash", {}).get("S", request_hash) != request_hash:
+            raise RequestConflict(f"requestId {request_id!r} was already used with a different payload")
 
     def put_messages(self, records: Sequence[MessageRecord]) -> None:
         expires = epoch_after(self._retention_days)
@@ -362,13 +355,7 @@ class DynamoStore:
             item["payload"] = payload
         else:
             item["payloadInRaw"] = True
-        try:
-            self._client.put_item(
-                TableName=self._table, Item=_to_item(item), ConditionExpression="attribute_not_exists(PK)"
-            )
-        except ClientError as error:
-            if not _is_condition_failure(error):
-                raise
+        if not self._put_if_absent(item):
             if status and key and event.message_id and not self._state_reached(event.message_id, key):
                 self._advance_state(event, status, key)
             return EventWrite.DUPLICATE
@@ -559,6 +546,18 @@ class DynamoStore:
             Key=_key(f"REQ#{chunk.request_id}", _chunk_sk(chunk.index)),
             UpdateExpression="REMOVE GSI2PK, GSI2SK",
         )
+
+    def _put_if_absent(self, item: Mapping[str, Any]) -> bool:
+        """PutItem unless an item with that key exists. False when it did (nothing written)."""
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=_to_item(item), ConditionExpression="attribute_not_exists(PK)"
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("query")
