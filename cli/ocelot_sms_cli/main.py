@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import logging
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate
+from urllib.parse import quote
 
 import boto3
 import click
@@ -19,14 +24,19 @@ from botocore.awsrequest import AWSRequest
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
+from rich.table import Column, Table
 
-from ocelot_sms.models import OutgoingMessage, problems_from
-from ocelot_sms.observability import mask_phone
+from ocelot_sms.models import REQUEST_ID_PATTERN, OutgoingMessage, problems_from
+from ocelot_sms.observability import logger, mask_phone
 from ocelot_sms_cli.target import Target, TargetError, local_target, stack_target
 
-console = Console()
+# No markup: refs, ids and Ocelot's reasons are printed as they are ("[/]" is a valid ref).
+console = Console(markup=False)
 SQS_BATCH = 10
+# SendMessageBatch carries at most 1 MiB in all; each message at most the queue's MaximumMessageSize
+# (256 KiB on queues created before SQS raised the limit, when the attribute cannot be read).
+SQS_BATCH_BYTES = 1_048_576
+SQS_MESSAGE_BYTES_FALLBACK = 262_144
 
 
 @dataclass
@@ -47,7 +57,11 @@ def read_csv(path: Path) -> Rows:
                 f"{path}: the header must name the columns to,text[,ref]; missing {sorted(missing)}"
             )
         refs: dict[str, int] = {}
-        for line, row in enumerate(reader, start=2):
+        while True:
+            line = reader.line_num + 1  # where the row starts: a quoted text may span lines
+            row = next(reader, None)
+            if row is None:
+                break
             try:
                 message = OutgoingMessage(
                     to=(row.get("to") or "").strip(),
@@ -74,15 +88,60 @@ def parts(
         yield (request_id if count == 1 else f"{request_id}-p{number:04d}"), messages[start : start + size]
 
 
-def signed(method: str, url: str, target: Target, body: dict[str, Any] | None = None) -> requests.Response:
-    """A request to the HTTP API signed with SigV4 (the routes use IAM auth)."""
-    data = json.dumps(body) if body is not None else None
+def signed(method: str, url: str, target: Target, data: str | None = None) -> requests.Response:
+    """A request to the HTTP API signed with SigV4 (the routes use IAM auth); `data` is the JSON body."""
     request = AWSRequest(method=method, url=url, data=data, headers={"Content-Type": "application/json"})
     credentials = boto3.Session().get_credentials()
     if credentials is None:
         raise click.ClickException("no AWS credentials found to sign the request")
     SigV4Auth(credentials, "execute-api", target.region or "us-east-1").add_auth(request)
     return requests.request(method, url, data=data, headers=dict(request.headers), timeout=(5, 60))
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The group's options; the target is looked up when the command runs (so `--help` of any
+    command works without a stack)."""
+
+    stack_name: str | None
+    use_local: bool
+    region: str | None
+
+
+class _StderrNow:
+    """The layer's log lines go to whatever stderr is now: stdout is the command's output."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _resolve(where: _Where) -> Target:
+    try:
+        if where.use_local or not where.stack_name:
+            target = local_target()
+        else:
+            target = stack_target(where.stack_name, where.region)
+    except TargetError as error:
+        raise click.ClickException(str(error)) from error
+    target.apply_to_environment()
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        stream: Any = _StderrNow()
+        handler.setStream(stream)
+    return target
+
+
+def pass_target[**P, R](command: Callable[Concatenate[Target, P], R]) -> Callable[P, R]:
+    @functools.wraps(command)
+    def with_target(*args: P.args, **kwargs: P.kwargs) -> R:
+        where = click.get_current_context().find_object(_Where)
+        assert where is not None  # set by the group
+        return command(_resolve(where), *args, **kwargs)
+
+    return with_target
 
 
 @click.group()
@@ -94,12 +153,7 @@ def signed(method: str, url: str, target: Target, body: dict[str, Any] | None = 
 @click.pass_context
 def cli(ctx: click.Context, stack_name: str | None, use_local: bool, region: str | None) -> None:
     """Send texts through Ocelot and follow what happened to them."""
-    try:
-        target = local_target() if use_local or not stack_name else stack_target(stack_name, region)
-    except TargetError as error:
-        raise click.ClickException(str(error)) from error
-    target.apply_to_environment()
-    ctx.obj = target
+    ctx.obj = _Where(stack_name, use_local, region)
 
 
 @cli.command()
@@ -111,7 +165,7 @@ def cli(ctx: click.Context, stack_name: str | None, use_local: bool, region: str
 @click.option("--per-request", default=1000, show_default=True, help="Messages per request.")
 @click.option("--dry-run", is_flag=True, help="Validate through the API; send nothing.")
 @click.option("--skip-invalid", is_flag=True, help="Send the valid rows even if some are invalid.")
-@click.pass_obj
+@pass_target
 def send(
     target: Target,
     csv_file: Path,
@@ -132,34 +186,72 @@ def send(
         raise click.ClickException("fix the rows above, or pass --skip-invalid")
     if not rows.messages:
         raise click.ClickException("nothing to send")
+    split = list(parts(request_id, rows.messages, per_request))
+    # Checked before anything is sent: a part id the API refuses would fail every part.
+    if not all(re.fullmatch(REQUEST_ID_PATTERN, part_id) for part_id, _ in split):
+        raise click.BadParameter(
+            f"{split[-1][0]!r} is not a valid requestId ({REQUEST_ID_PATTERN}); with several parts the "
+            "id gets a -pNNNN suffix, so keep it to 122 characters",
+            param_hint="'--request-id'",
+        )
     extra = {k: v for k, v in (("from", sender), ("operatorId", operator_id)) if v}
+    bodies = [
+        (
+            part_id,
+            len(messages),
+            json.dumps(
+                {
+                    "requestId": part_id,
+                    **extra,
+                    "dryRun": dry_run,
+                    "messages": [m.model_dump(exclude_none=True) for m in messages],
+                }
+            ),
+        )
+        for part_id, messages in split
+    ]
     sqs = target.client("sqs") if via == "sqs" else None
+    if sqs is not None:
+        limit = _max_message_bytes(sqs, target.queue_url)
+        too_large = [part_id for part_id, _, body in bodies if len(body.encode()) > limit]
+        if too_large:
+            raise click.ClickException(
+                f"{too_large[0]} is larger than a queue message may be ({limit} bytes): lower --per-request"
+            )
     pending: list[dict[str, str]] = []
     failures = 0
     with Progress(console=console, transient=False) as progress:
         task = progress.add_task("sending", total=len(rows.messages))
-        for part_id, messages in parts(request_id, rows.messages, per_request):
-            body = {
-                "requestId": part_id,
-                **extra,
-                "dryRun": dry_run,
-                "messages": [m.model_dump(exclude_none=True) for m in messages],
-            }
+        for part_id, count, body in bodies:
             if sqs is None:
                 response = signed("POST", f"{target.api_url.rstrip('/')}/batches", target, body)
                 if response.status_code >= 300:
                     failures += 1
                     progress.console.print(f"{part_id}: HTTP {response.status_code} {response.text[:300]}")
             else:
-                pending.append({"Id": str(len(pending)), "MessageBody": json.dumps(body)})
+                if pending and _batch_bytes(pending) + len(body.encode()) > SQS_BATCH_BYTES:
+                    failures += _flush(sqs, target.queue_url, pending)
+                pending.append({"Id": str(len(pending)), "MessageBody": body})
                 if len(pending) == SQS_BATCH:
                     failures += _flush(sqs, target.queue_url, pending)
-            progress.advance(task, len(messages))
+            progress.advance(task, count)
         if sqs is not None and pending:
             failures += _flush(sqs, target.queue_url, pending)
     if failures:
         raise click.ClickException(f"{failures} request(s) failed; rerun with the same --request-id")
     console.print(f"done: {len(rows.messages)} messages via {via}")
+
+
+def _max_message_bytes(sqs: Any, queue_url: str) -> int:
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["MaximumMessageSize"])
+        return int(attributes["Attributes"]["MaximumMessageSize"])
+    except Exception:  # no permission to read it, or an old API: the smallest limit SQS ever had
+        return SQS_MESSAGE_BYTES_FALLBACK
+
+
+def _batch_bytes(entries: list[dict[str, str]]) -> int:
+    return sum(len(e["MessageBody"].encode()) for e in entries)
 
 
 def _flush(sqs: Any, queue_url: str, entries: list[dict[str, str]]) -> int:
@@ -174,12 +266,16 @@ def _flush(sqs: Any, queue_url: str, entries: list[dict[str, str]]) -> int:
 @click.argument("request_id", required=False)
 @click.option("--message", "message_id", default=None, help="Show one message's history instead.")
 @click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
+@pass_target
 def status(target: Target, request_id: str | None, message_id: str | None, as_json: bool) -> None:
     """A batch's counts and messages, or (--message) one message's history."""
     if not (request_id or message_id):
         raise click.UsageError("give a REQUEST_ID or --message MESSAGE_ID")
-    path = f"/messages/{message_id}" if message_id else f"/batches/{request_id}"
+    path = (
+        f"/messages/{quote(message_id, safe='')}"
+        if message_id
+        else f"/batches/{quote(request_id or '', safe='')}"
+    )
     pages: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
@@ -207,7 +303,8 @@ def status(target: Target, request_id: str | None, message_id: str | None, as_js
     console.print(f"{request_id}: {result['counts']}")
     for chunk in result["unknownChunks"]:
         console.print(f"  chunk {chunk['index']} UNKNOWN: {chunk['reason']}", style="yellow")
-    table = Table("ref", "to", "message id", "status", "at")
+    # Ids are folded, never cut short: an operator copies them into `status --message`.
+    table = Table("ref", "to", Column("message id", overflow="fold"), "status", "at")
     for m in result["messages"]:
         table.add_row(
             str(m.get("ref") or m["index"]),
@@ -219,23 +316,51 @@ def status(target: Target, request_id: str | None, message_id: str | None, as_js
     console.print(table)
 
 
+class Instant(click.ParamType):
+    """An ISO 8601 instant (UTC when it has no offset), or a date: its start, or with `end_of_day` its
+    last microsecond (so `--until 2026-11-26` includes that day)."""
+
+    name = "instant"
+
+    def __init__(self, end_of_day: bool = False) -> None:
+        self.end_of_day = end_of_day
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                day = date.fromisoformat(text)
+                moment = time.max if self.end_of_day else time.min
+                return datetime.combine(day, moment, tzinfo=UTC)
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{value!r} is not an ISO date or instant (2026-11-26, 2026-11-26T16:00:00Z)", param, ctx
+            )
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 @cli.command()
-@click.option("--since", required=True, help="ISO date or instant (UTC if no offset).")
-@click.option("--until", default=None, help="ISO date or instant; default now.")
-@click.pass_obj
-def replay(target: Target, since: str, until: str | None) -> None:
+@click.option("--since", required=True, type=Instant(), help="ISO date or instant (UTC if no offset).")
+@click.option(
+    "--until",
+    default=None,
+    type=Instant(end_of_day=True),
+    help="ISO date (inclusive) or instant; default now.",
+)
+@pass_target
+def replay(target: Target, since: datetime, until: datetime | None) -> None:
     """Re-process stored raw callbacks through the current contract (idempotent)."""
     from ocelot_sms.operations import replay_deliveries
     from ocelot_sms.runtime import callback_service, store
 
-    end = _instant(until) if until else datetime.now(UTC)
-    report = replay_deliveries(store(), callback_service(), _instant(since), end)
+    report = replay_deliveries(store(), callback_service(), since, until or datetime.now(UTC))
     click.echo(json.dumps(report, indent=2))
 
 
 @cli.command()
-@click.option("--max-messages", default=1000, show_default=True)
-@click.pass_obj
+@click.option("--max-messages", default=1000, show_default=True, type=click.IntRange(min=1))
+@pass_target
 def redrive(target: Target, max_messages: int) -> None:
     """Move messages from the dead-letter queue back to the send queue."""
     from ocelot_sms.operations import redrive_queue
@@ -250,7 +375,7 @@ def reconcile() -> None:
 
 
 @reconcile.command("list")
-@click.pass_obj
+@pass_target
 def reconcile_list(target: Target) -> None:
     from ocelot_sms.operations import unknown_chunks
     from ocelot_sms.runtime import store
@@ -270,16 +395,17 @@ def reconcile_list(target: Target) -> None:
 @click.option(
     "--message-ids", required=True, help="Ocelot's message ids, comma-separated, in the chunk's order."
 )
-@click.pass_obj
+@pass_target
 def reconcile_attach(
     target: Target, request_id: str, chunk_index: int, batch_id: str, message_ids: str
 ) -> None:
     from ocelot_sms.operations import attach_ids
     from ocelot_sms.runtime import store
 
-    count = attach_ids(
-        store(), request_id, chunk_index, batch_id, [m.strip() for m in message_ids.split(",")]
-    )
+    with _operator_errors():
+        count = attach_ids(
+            store(), request_id, chunk_index, batch_id.strip(), [m.strip() for m in message_ids.split(",")]
+        )
     console.print(f"chunk {chunk_index} of {request_id}: accepted, {count} message ids recorded")
 
 
@@ -287,20 +413,27 @@ def reconcile_attach(
 @click.argument("request_id")
 @click.argument("chunk_index", type=int)
 @click.option("--yes", is_flag=True, help="Confirm: the recipients may get the text twice.")
-@click.pass_obj
+@pass_target
 def reconcile_resend(target: Target, request_id: str, chunk_index: int, yes: bool) -> None:
     from ocelot_sms.operations import resend_chunk
     from ocelot_sms.runtime import ocelot_client, store
 
     if not yes:
         raise click.ClickException("resending may text every recipient of the chunk twice: pass --yes")
-    outcome = resend_chunk(store(), ocelot_client(), request_id, chunk_index)
+    with _operator_errors():
+        outcome = resend_chunk(store(), ocelot_client(), request_id, chunk_index)
     console.print(f"chunk {chunk_index} of {request_id}: {outcome['status']} {outcome.get('reason') or ''}")
+    if outcome["status"] != "accepted":
+        raise click.ClickException(f"chunk {chunk_index} of {request_id} is still unknown")
 
 
-def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+@contextmanager
+def _operator_errors() -> Iterator[None]:
+    """What an operator got wrong (a wrong id count, a chunk that is not unknown) as a message."""
+    try:
+        yield
+    except (ValueError, LookupError) as error:
+        raise click.ClickException(str(error)) from error
 
 
 def main() -> None:

@@ -35,6 +35,10 @@ class Target:
     idempotency_table_name: str = ""
     aws_endpoint_url: str | None = None
     region: str | None = None
+    # What the stack's Sender uses to reach Ocelot: `reconcile resend` sends the same way.
+    ocelot_base_url: str | None = None
+    ocelot_secret_id: str | None = None
+    webhook_secret_id: str | None = None
 
     def client(self, service: str) -> Any:
         make_client: Any = boto3.client  # typed per service name; ours is a variable
@@ -49,6 +53,13 @@ class Target:
             os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint_url
         if self.region:
             os.environ.setdefault("AWS_DEFAULT_REGION", self.region)
+        for name, value in (
+            ("OCELOT_BASE_URL", self.ocelot_base_url),
+            ("OCELOT_SECRET_ID", self.ocelot_secret_id),
+            ("WEBHOOK_SECRET_ID", self.webhook_secret_id),
+        ):
+            if value:
+                os.environ[name] = value
 
 
 def local_target(path: Path = LOCAL_STACK_FILE) -> Target:
@@ -68,6 +79,9 @@ def local_target(path: Path = LOCAL_STACK_FILE) -> Target:
         idempotency_table_name=stack["tables"].get("idempotency", ""),
         aws_endpoint_url=stack["aws_endpoint_url"],
         region=stack.get("region", "us-east-1"),
+        ocelot_base_url=stack.get("sandbox_url"),
+        ocelot_secret_id=stack.get("secrets", {}).get("ocelot"),
+        webhook_secret_id=stack.get("secrets", {}).get("webhook"),
     )
 
 
@@ -78,10 +92,14 @@ def stack_target(stack_name: str, region: str | None = None) -> Target:
     except cloudformation.exceptions.ClientError as error:
         raise TargetError(f"stack {stack_name!r}: {error}") from error
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    parameters = {p["ParameterKey"]: p.get("ParameterValue") for p in stacks[0].get("Parameters", [])}
     missing = [name for name in _OUTPUTS if name not in outputs]
     if missing:
         raise TargetError(f"stack {stack_name!r} has no output(s) {', '.join(missing)}")
     return Target(
         **{field: outputs[name] for name, field in _OUTPUTS.items()},
         region=region or cloudformation.meta.region_name,
+        ocelot_base_url=parameters.get("OcelotBaseUrl"),
+        ocelot_secret_id=outputs.get("OcelotSecretId"),
+        webhook_secret_id=outputs.get("WebhookSecretId"),
     )

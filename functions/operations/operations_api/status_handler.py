@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ocelot_sms.http import json_response
 from ocelot_sms.observability import logger
 from ocelot_sms.runtime import status_service
-from ocelot_sms.status import BadCursor
+from ocelot_sms.status import DEFAULT_PAGE, BadRequest
 
 app = APIGatewayHttpResolver()
 
 
+# Path parameters arrive as sent, percent-encoded ("school%3A42"): the resolver does not decode them.
 @app.get("/batches/<request_id>")
 def get_batch(request_id: str) -> Response[str]:
+    request_id = unquote(request_id)
     query = app.current_event.query_string_parameters or {}
     try:
-        limit = int(query.get("limit", "100"))
+        limit = int(query.get("limit", str(DEFAULT_PAGE)))
     except ValueError:
         return json_response(400, {"error": "bad_request", "message": "limit must be a whole number"})
     batch = status_service().batch(request_id, limit=limit, cursor=query.get("cursor"))
@@ -31,15 +35,22 @@ def get_batch(request_id: str) -> Response[str]:
 
 @app.get("/messages/<message_id>")
 def get_message(message_id: str) -> Response[str]:
+    message_id = unquote(message_id)
     message = status_service().message(message_id)
     if message is None:
         return json_response(404, {"error": "not_found", "message": f"no message {message_id!r}"})
     return json_response(200, message)
 
 
-@app.exception_handler(BadCursor)
-def bad_cursor(error: BadCursor) -> Response[str]:
+@app.exception_handler(BadRequest)
+def bad_request(error: BadRequest) -> Response[str]:
     return json_response(400, {"error": "bad_request", "message": str(error)})
+
+
+@app.not_found
+def not_found(error: NotFoundError) -> Response[str]:
+    # Registered apart, or the catch-all below would answer 500 to any other method or path.
+    return json_response(404, {"error": "not_found"})
 
 
 @app.exception_handler(Exception)

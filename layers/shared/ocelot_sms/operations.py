@@ -63,7 +63,8 @@ def redrive_queue(sqs: Any, dlq_url: str, queue_url: str, max_messages: int = 10
         received = sqs.receive_message(
             QueueUrl=dlq_url,
             MaxNumberOfMessages=min(SQS_BATCH, max_messages - moved),
-            WaitTimeSeconds=0,
+            # Long polling asks every SQS server: a short poll may answer "empty" while messages wait.
+            WaitTimeSeconds=1,
             VisibilityTimeout=60,
             MessageAttributeNames=["All"],
         ).get("Messages", [])
@@ -96,7 +97,12 @@ def redrive_queue(sqs: Any, dlq_url: str, queue_url: str, max_messages: int = 10
 
 
 def unknown_chunks(store: DynamoStore) -> list[dict[str, Any]]:
-    return store.unknown_chunks()
+    """Chunks whose send outcome is unknown, oldest first, each with the Ocelot request (`payload`,
+    as sent) an operator may resend, or None when it was not kept."""
+    return [
+        {**chunk, "payload": json.loads(chunk["payload"]) if chunk.get("payload") else None}
+        for chunk in store.unknown_chunks()
+    ]
 
 
 def attach_ids(
@@ -107,6 +113,14 @@ def attach_ids(
     wire = SendRequest.model_validate(chunk.payload)
     if len(message_ids) != len(wire.messages):
         raise ValueError(f"chunk has {len(wire.messages)} messages, got {len(message_ids)} ids")
+    # Each id becomes a message's key: an empty or repeated one would merge or lose messages.
+    if not batch_id.strip():
+        raise ValueError("the Ocelot batch id is empty")
+    if any(not m.strip() for m in message_ids):
+        raise ValueError("a message id is empty")
+    repeated = sorted({m for m in message_ids if message_ids.count(m) > 1})
+    if repeated:
+        raise ValueError(f"message ids repeat: {', '.join(repeated)}")
     store.put_messages(
         [
             MessageRecord(
@@ -139,8 +153,13 @@ def attach_ids(
 def resend_chunk(
     store: DynamoStore, client: OcelotClient, request_id: str, chunk_index: int, timeout_seconds: float = 60.0
 ) -> dict[str, Any]:
-    """Send an unknown chunk again, on an operator's explicit decision (recipients may get it twice)."""
-    from ocelot_sms.ocelot_client import OcelotOutcomeUnknown
+    """Send an unknown chunk again, on an operator's explicit decision (recipients may get it twice).
+
+    Returns the outcome: `accepted` (ids recorded), `unknown` again (payload still kept), or
+    `not_sent` (Ocelot certainly did not take this resend; the chunk stays unknown, as the first send
+    may still have been taken).
+    """
+    from ocelot_sms.ocelot_client import OcelotOutcomeUnknown, OcelotRejected, OcelotUnavailable
 
     chunk = _unknown_chunk(store, request_id, chunk_index)
     wire = SendRequest.model_validate(chunk.payload)
@@ -149,7 +168,17 @@ def resend_chunk(
     except OcelotOutcomeUnknown as error:
         store.finish_chunk(replace(chunk, status=ChunkStatus.UNKNOWN, reason=f"resend: {error}"))
         return {"status": "unknown", "reason": str(error)}
+    except (OcelotRejected, OcelotUnavailable) as error:
+        return {"status": ChunkStatus.NOT_SENT.value, "reason": str(error)}
     ids = [m.message_id for m in response.messages]
+    if len(ids) != len(wire.messages):
+        # Taken, but the ids cannot be matched by position (as in the Sender): still unknown, now with
+        # Ocelot's batch id, for an operator to attach the ids from the Admin Portal.
+        reason = f"resend: accepted, but {len(ids)} ids for {len(wire.messages)} messages"
+        store.finish_chunk(
+            replace(chunk, status=ChunkStatus.UNKNOWN, batch_id=response.batch_id, reason=reason)
+        )
+        return {"status": "unknown", "batchId": response.batch_id, "reason": reason}
     attach_ids(store, request_id, chunk_index, response.batch_id, ids)
     return {"status": "accepted", "batchId": response.batch_id, "messageIds": ids}
 
@@ -188,7 +217,7 @@ def mark_stale_messages(
             if state is None or state.get("status") not in _SETTLED:
                 marked += int(store.mark_unknown(message_id, now))
         store.swept(chunk)
-    if marked:
-        metrics.add_metric(name="MessagesMarkedUnknown", unit=MetricUnit.Count, value=marked)
+    # Published every run, zero included: a dashboard or alarm sees the sweep ran.
+    metrics.add_metric(name="MessagesMarkedUnknown", unit=MetricUnit.Count, value=marked)
     logger.info("stale messages marked", extra={"marked": marked, "olderThanHours": older_than_hours})
     return marked

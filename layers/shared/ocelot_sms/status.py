@@ -9,13 +9,24 @@ import json
 from collections import Counter
 from typing import Any
 
-from ocelot_sms.contract import DeliveryStatus
+from ocelot_sms.contract import CallbackEvent, DeliveryStatus
 from ocelot_sms.store import DynamoStore
 
 MAX_PAGE = 500
+DEFAULT_PAGE = 100
+# Messages of the batch with no chunk record: their chunk was never tried (an earlier one failed).
+NOT_SENT = "not_sent"
 
 
-class BadCursor(ValueError):
+class BadRequest(ValueError):
+    """A query parameter the API refuses (400)."""
+
+
+class BadCursor(BadRequest):
+    pass
+
+
+class BadLimit(BadRequest):
     pass
 
 
@@ -31,21 +42,34 @@ def decode_cursor(cursor: str | None) -> int:
         offset = json.loads(base64.urlsafe_b64decode(padded))["offset"]
     except (binascii.Error, ValueError, KeyError, TypeError) as error:
         raise BadCursor("cursor is not one this API returned") from error
-    if not isinstance(offset, int) or offset < 0:
+    # type(), not isinstance(): JSON true would pass as the integer 1.
+    if type(offset) is not int or offset < 0:
         raise BadCursor("cursor is not one this API returned")
     return offset
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadLimit(f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return limit
 
 
 class StatusService:
     def __init__(self, store: DynamoStore) -> None:
         self._store = store
 
-    def batch(self, request_id: str, limit: int = 100, cursor: str | None = None) -> dict[str, Any] | None:
+    def batch(
+        self, request_id: str, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> dict[str, Any] | None:
         """The batch, counts by current status over ALL its messages, and one page of messages.
 
         Counting reads every message's state (one query per chunk plus BatchGetItem per 100), so the
-        cost grows with the batch: about 200 read requests for 10,000 messages.
+        cost grows with the batch: about 200 read requests for 10,000 messages. Pages are offsets
+        into the batch's messages in request order, which never changes once sent.
         """
+        # Checked before anything is read: a bad request costs no reads.
+        offset = decode_cursor(cursor)
+        limit = check_limit(limit)
         items = self._store.get_batch(request_id)
         header = next((i for i in items if i["SK"] == "#BATCH"), None)
         if header is None:
@@ -57,13 +81,13 @@ class StatusService:
                 messages.extend(self._store.batch_messages(request_id, chunk["index"]))
             else:
                 messages.extend(_unconfirmed(chunk))
+        covered = {m["index"] for m in messages}
+        messages.extend(_never_tried(i) for i in range(header.get("messageCount") or 0) if i not in covered)
         states = self._store.get_states([m["messageId"] for m in messages if m.get("messageId")])
         rows = [
             _row(m, states.get(m.get("messageId") or "")) for m in sorted(messages, key=lambda m: m["index"])
         ]
         counts = Counter(row["status"] for row in rows)
-        offset = decode_cursor(cursor)
-        limit = max(1, min(limit, MAX_PAGE))
         page = rows[offset : offset + limit]
         next_offset = offset + len(page)
         return {
@@ -88,7 +112,7 @@ class StatusService:
             "requestId": (meta or {}).get("requestId"),
             "ref": (meta or {}).get("ref"),
             "index": (meta or {}).get("index"),
-            "to": (meta or {}).get("to") or (state or {}).get("to"),
+            "to": (meta or {}).get("to") or _recipient(events),
             "batchId": (meta or {}).get("batchId") or (state or {}).get("batchId"),
             "status": (state or {}).get("status") or DeliveryStatus.ACCEPTED.value,
             "statusAt": (state or {}).get("eventTime"),
@@ -120,6 +144,22 @@ def _unconfirmed(chunk: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for offset in range(chunk["size"])
     ]
+
+
+def _never_tried(index: int) -> dict[str, Any]:
+    return {"index": index, "messageId": None, "ref": None, "to": None, "status": NOT_SENT}
+
+
+def _recipient(events: list[dict[str, Any]]) -> str | None:
+    """The recipient as the latest callback names it (Ocelot's field names are contract.py's)."""
+    for event in reversed(events):
+        try:
+            to = CallbackEvent.model_validate(json.loads(event.get("payload") or "{}")).to
+        except ValueError:  # not JSON, or not an event (pydantic's ValidationError is one)
+            continue
+        if to:
+            return to
+    return None
 
 
 def _row(meta: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]:

@@ -494,9 +494,11 @@ class DynamoStore:
         ]
 
     def chunks_to_sweep(self, since: datetime, until: datetime) -> Iterator[ChunkRecord]:
-        """Accepted chunks not swept yet, accepted between `since` and `until` (hour buckets)."""
+        """Accepted chunks not swept yet, accepted between `since` and `until`, by whole hour buckets:
+        a bucket is read once ALL of its hour is before `until`, so no chunk comes out too young (one
+        accepted at 10:45 is not due at 10:15 three days later, when 10:00 is)."""
         hour = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        while hour <= until:
+        while hour + timedelta(hours=1) <= until:
             for key in self._query(
                 IndexName="GSI2",
                 KeyConditionExpression="GSI2PK = :pk",
