@@ -128,10 +128,27 @@ class CallbackService:
         )
 
     def store_events(self, events: Sequence[CallbackEvent], raw_key: Mapping[str, str]) -> list[EventWrite]:
-        """Each event idempotently; many at once, as DynamoDB latency, not CPU, is the cost."""
-        if len(events) == 1:
-            return [self._store.put_event(events[0], raw_key)]
-        return list(self._executor.map(lambda event: self._store.put_event(event, raw_key), events))
+        """Each event idempotently; many at once, as DynamoDB latency, not CPU, is the cost.
+
+        An eventId repeated within one delivery is written once: its repeats are duplicates that cost
+        no request, and cannot race the first copy's state update into a second one."""
+        first: dict[str, int] = {}
+        unique: list[CallbackEvent] = []
+        for event in events:
+            if event.event_id not in first:
+                first[event.event_id] = len(unique)
+                unique.append(event)
+        if len(unique) == 1:
+            stored = [self._store.put_event(unique[0], raw_key)]
+        else:
+            stored = list(self._executor.map(lambda event: self._store.put_event(event, raw_key), unique))
+        seen: set[str] = set()
+        outcomes: list[EventWrite] = []
+        for event in events:
+            repeat = event.event_id in seen
+            seen.add(event.event_id)
+            outcomes.append(EventWrite.DUPLICATE if repeat else stored[first[event.event_id]])
+        return outcomes
 
 
 def _storage_failed(what: str, error: Exception) -> Reply:

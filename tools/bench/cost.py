@@ -1,0 +1,168 @@
+"""AWS cost per 1,000,000 messages from the measured workloads and public us-east-1 prices.
+
+Prices are the author's knowledge of the public price pages (see PRICES: each says since when it is
+known to apply). Re-check them before quoting; docs/performance.md lists them with their dates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LAMBDA_MB_PER_VCPU = 1769  # Lambda: 1,769 MB of memory = one full vCPU; CPU scales with memory
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    usd: float
+    unit: str
+    source: str
+
+
+PRICES: dict[str, Price] = {
+    "api_http_request": Price(
+        1.00 / 1e6,
+        "HTTP API request (first 300M/month; metered per 512 KB)",
+        "API Gateway pricing, HTTP APIs, us-east-1; unchanged since HTTP APIs went GA (March 2020)",
+    ),
+    "lambda_gb_s": Price(
+        0.0000166667,
+        "GB-second, x86_64 (first 6B GB-s/month tier)",
+        "AWS Lambda pricing, us-east-1; 1 ms billing granularity since December 2020",
+    ),
+    "lambda_request": Price(0.20 / 1e6, "request", "AWS Lambda pricing, us-east-1"),
+    "sqs_request": Price(
+        0.40 / 1e6,
+        "standard-queue request per 64 KB chunk (after 1M free/month)",
+        "Amazon SQS pricing, us-east-1",
+    ),
+    "ddb_wru": Price(
+        0.625 / 1e6,
+        "on-demand write request unit (1 KB)",
+        "DynamoDB on-demand pricing, us-east-1, after the 50% cut effective 1 November 2024",
+    ),
+    "ddb_rru": Price(
+        0.125 / 1e6,
+        "on-demand read request unit (4 KB strongly consistent)",
+        "DynamoDB on-demand pricing, us-east-1, effective 1 November 2024",
+    ),
+    "logs_gb": Price(
+        0.50,
+        "GB ingested, CloudWatch Logs Standard (Lambda logs: first 10 TB/month tier)",
+        "Amazon CloudWatch pricing, us-east-1 (Lambda log tiers since May 2025)",
+    ),
+    "xray_trace": Price(
+        5.00 / 1e6,
+        "trace recorded (first 100,000/month free)",
+        "AWS X-Ray pricing, us-east-1",
+    ),
+    "ddb_storage_gb_month": Price(0.25, "GB-month, Standard table class", "DynamoDB pricing, us-east-1"),
+    "ddb_pitr_gb_month": Price(0.20, "GB-month of continuous backups (PITR)", "DynamoDB pricing, us-east-1"),
+}
+
+# Assumptions (docs/performance.md repeats them).
+CALLBACKS_PER_MESSAGE = 3  # queued, sent, delivered
+PLATFORM_LOG_BYTES = 400  # START/END/REPORT lines Lambda writes per invocation (+ X-Ray trace id)
+XRAY_SAMPLED = 0.05  # Lambda active tracing, default rule: 1 request/second + 5% of the rest
+OCELOT_LATENCY_S = 0.30  # per send request: the sandbox answers at once, the real API does not
+API_BILLING_STEP = 512 * 1024
+GB = 1024**3
+
+
+def lambda_duration_s(wall_s: float, cpu_s: float, memory_mb: int, overlapped: bool) -> float:
+    """Duration in Lambda at `memory_mb`: the CPU measured here stretched to the vCPU share Lambda
+    gives that memory (this machine's core taken as one Lambda vCPU).
+
+    overlapped: the waits ran concurrently with the CPU work (webhook with its thread pool), so the
+    duration is the longer of the two; otherwise (sender, sequential) they add up.
+    """
+    scale = max(1.0, LAMBDA_MB_PER_VCPU / memory_mb)
+    if overlapped:
+        return max(wall_s, cpu_s * scale)
+    return wall_s + cpu_s * (scale - 1)
+
+
+def _billed_s(duration_s: float) -> float:
+    return math.ceil(duration_s * 1000) / 1000
+
+
+def webhook_per_million(step: Mapping[str, Any], memory_mb: int, access_log_bytes: int) -> dict[str, float]:
+    """Webhook cost per 1M messages when each callback carries `step['events']` events."""
+    events_per_callback = int(step["events"])
+    invocations = 1e6 * CALLBACKS_PER_MESSAGE / events_per_callback
+    ddb = step["ddb"]
+    duration = _billed_s(lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=True))
+    log_bytes = step["log_bytes"] + PLATFORM_LOG_BYTES + access_log_bytes
+    return {
+        "api_gateway": invocations
+        * max(1, math.ceil(step["request_bytes"] / API_BILLING_STEP))
+        * _p("api_http_request"),
+        "lambda_requests": invocations * _p("lambda_request"),
+        "lambda_compute": invocations * duration * memory_mb / 1024 * _p("lambda_gb_s"),
+        "dynamodb_writes": invocations * (ddb["write_units"] + ddb["gsi_write_units"]) * _p("ddb_wru"),
+        "dynamodb_reads": invocations * ddb["read_units"] * _p("ddb_rru"),
+        "logs": invocations * log_bytes / GB * _p("logs_gb"),
+        "xray": invocations * XRAY_SAMPLED * _p("xray_trace"),
+        "sqs": 0.0,
+    }
+
+
+def sender_per_million(
+    step: Mapping[str, Any], memory_mb: int, chunk_size: int, access_log_bytes: int, via_queue: bool
+) -> dict[str, float]:
+    """Sender cost per 1M messages sent in requests of `step['messages']` messages."""
+    messages = int(step["messages"])
+    invocations = 1e6 / messages
+    chunks = math.ceil(messages / chunk_size)
+    ddb = step["ddb"]
+    duration = lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=False)
+    duration = _billed_s(duration + chunks * OCELOT_LATENCY_S)
+    api_units = max(1, math.ceil(step["request_bytes"] / API_BILLING_STEP))
+    # Via the queue: SendMessage, ReceiveMessage (each per 64 KB chunk of the body) and DeleteMessage.
+    sqs_requests = 2 * max(1, math.ceil(step["request_bytes"] / (64 * 1024))) + 1
+    log_bytes = step["log_bytes"] + PLATFORM_LOG_BYTES + (0 if via_queue else access_log_bytes)
+    return {
+        "api_gateway": 0.0 if via_queue else invocations * api_units * _p("api_http_request"),
+        "lambda_requests": invocations * _p("lambda_request"),
+        "lambda_compute": invocations * duration * memory_mb / 1024 * _p("lambda_gb_s"),
+        "dynamodb_writes": invocations * (ddb["write_units"] + ddb["gsi_write_units"]) * _p("ddb_wru"),
+        "dynamodb_reads": invocations * ddb["read_units"] * _p("ddb_rru"),
+        "logs": invocations * log_bytes / GB * _p("logs_gb"),
+        "xray": invocations * XRAY_SAMPLED * _p("xray_trace"),
+        "sqs": invocations * sqs_requests * _p("sqs_request") if via_queue else 0.0,
+    }
+
+
+def storage_per_million(
+    item_sizes: Mapping[str, Mapping[str, float]], events_per_callback: int
+) -> dict[str, float]:
+    """GB kept per 1M messages and its monthly price (outside the per-message goal: it accrues monthly)."""
+
+    def mean(kind: str) -> float:
+        return float(item_sizes.get(kind, {}).get("mean", 0.0))
+
+    per_message = (
+        2 * mean("MSG/META")  # the item and its GSI1 copy (projection ALL)
+        + mean("MSG/STATE")
+        + CALLBACKS_PER_MESSAGE * mean("MSG/EVT")
+        + CALLBACKS_PER_MESSAGE * mean("RAW/*") / events_per_callback
+    )
+    gigabytes = 1e6 * per_message / GB
+    return {
+        "bytes_per_message": per_message,
+        "gb": gigabytes,
+        "usd_per_month": gigabytes * (_p("ddb_storage_gb_month") + _p("ddb_pitr_gb_month")),
+    }
+
+
+def _p(name: str) -> float:
+    return PRICES[name].usd
+
+
+def prices_table() -> list[dict[str, Any]]:
+    return [
+        {"name": name, "usd": price.usd, "unit": price.unit, "source": price.source}
+        for name, price in PRICES.items()
+    ]
