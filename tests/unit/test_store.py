@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from botocore.exceptions import ClientError
@@ -586,6 +586,32 @@ def test_claim_chunk_once_unless_certainly_not_sent(store: DynamoStore) -> None:
     store.finish_chunk(ChunkRecord("req-1", 0, ChunkStatus.NOT_SENT, 100, 0, reason="503"))
     assert store.claim_chunk(sending) is None
     assert store.get_chunk("req-1", 1) is None
+
+
+class AppliedThenRetried:
+    """A DynamoDB client whose PutItem is applied, answered 500 and retried, as botocore does."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_item(self, **kwargs: Any) -> Any:
+        self._client.put_item(**kwargs)
+        return self._client.put_item(**kwargs)
+
+
+def test_claim_chunk_applied_then_retried_is_still_our_claim(
+    aws: dict[str, Any], env: dict[str, str]
+) -> None:
+    # Given a claim whose first put was applied and whose retry then fails its condition on it
+    store = DynamoStore(cast(Any, AppliedThenRetried(aws["dynamodb"])), env["TABLE_NAME"])
+    sending = ChunkRecord("req-1", 0, ChunkStatus.SENDING, 100, 0)
+    # When claimed; Then the claim is ours (None), not mistaken for an interrupted earlier attempt
+    assert store.claim_chunk(sending) is None
+    # And another attempt's claim is still refused with the existing record
+    assert store.claim_chunk(sending) == sending
 
 
 def test_claim_chunk_raises_other_errors(

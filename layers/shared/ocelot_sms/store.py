@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -179,18 +180,28 @@ class DynamoStore:
         the caller must not send again. This guards against re-sending after a crash mid-send, which
         idempotency records alone do not (their in-progress lock expires with the Lambda's time).
         """
+        # DynamoDB may apply a write and still answer 500; botocore's retry then fails the condition
+        # on our own claim. The token tells that apart from an earlier attempt's claim.
+        token = uuid.uuid4().hex
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=self._chunk_item(chunk),
+                Item={**self._chunk_item(chunk), "claimToken": {"S": token}},
                 ConditionExpression="attribute_not_exists(PK) OR #s = :not_sent",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":not_sent": {"S": ChunkStatus.NOT_SENT.value}},
             )
         except ClientError as error:
-            if _is_condition_failure(error):
-                return self.get_chunk(chunk.request_id, chunk.index)
-            raise
+            if not _is_condition_failure(error):
+                raise
+            item = self._client.get_item(
+                TableName=self._table,
+                Key=_key(f"REQ#{chunk.request_id}", _chunk_sk(chunk.index)),
+                ConsistentRead=True,
+            ).get("Item")
+            if item is None or item.get("claimToken", {}).get("S") == token:
+                return None
+            return _chunk_from_item(item)
         return None
 
     def finish_chunk(self, chunk: ChunkRecord) -> None:
