@@ -206,6 +206,12 @@ class StackClient:
         result: dict[str, Any] = self._json("POST", f"{self.info.control_url}/_local/faults", changes)
         return result
 
+    def storage_faults(self, **changes: Any) -> dict[str, Any]:
+        """Change the DynamoDB fault injector (tools/local/aws.py StorageFaults); none: its status."""
+        url = f"{self.info.control_url}/_local/storage-faults"
+        result: dict[str, Any] = self._json("POST", url, changes) if changes else self._json("GET", url)
+        return result
+
     def egress(self) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", f"{self.info.control_url}/_local/egress")
         return result

@@ -151,7 +151,10 @@ class SqsPoller:
         if not messages:
             self._stop.wait(IDLE_POLL_SECONDS)
             return 0
-        window_end = time.monotonic() + self._source.batching_window_seconds
+        # Never gathered for longer than half the (short, local) visibility timeout: a message
+        # received first would become visible again and come back into the same batch.
+        window = min(self._source.batching_window_seconds, self._visibility_timeout / 2)
+        window_end = time.monotonic() + window
         while (
             len(messages) < self._source.batch_size
             and time.monotonic() < window_end
@@ -160,7 +163,8 @@ class SqsPoller:
             more = self._receive(self._source.batch_size - len(messages), wait=0)
             if not more:
                 self._stop.wait(0.1)
-            messages.extend(more)
+            seen = {m["MessageId"] for m in messages}
+            messages.extend(m for m in more if m["MessageId"] not in seen)
         records = [lambda_record(m, self._queue_arn, self._region) for m in messages]
         invocation = self._invoker.invoke(
             self._function, {"Records": records}, trigger=f"sqs:{self._source.queue}"

@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.local import ROOT, netguard
 from tools.local.stackinfo import LOG_FILE, PID_FILE, STACK_FILE, StackInfo, is_stack_process, read_pid
+
+if TYPE_CHECKING:
+    from tools.local.aws_process import MotoProcess
 
 log = logging.getLogger("local.stack")
 
@@ -75,6 +78,12 @@ class StackOptions:
     visibility_timeout: int = SQS_VISIBILITY_TIMEOUT
     parameters: dict[str, str] = field(default_factory=dict)
     sandbox: dict[str, Any] = field(default_factory=dict)
+    # Function environment overrides on top of LOCAL_TUNING (e.g. READ_TIMEOUT_SECONDS for the chaos run).
+    env: dict[str, str] = field(default_factory=dict)
+    # < 1 compresses botocore's retry waits in this process (tools/local/aws.py scale_retry_backoff).
+    aws_backoff_scale: float = 1.0
+    # moto in a child process (a second core; tools/local/aws_process.py) instead of threads here.
+    aws_process: bool = False
 
 
 def aws_environment(endpoint_url: str | None) -> dict[str, str]:
@@ -112,6 +121,7 @@ class LocalStack:
             WEBHOOK_SECRET,
             MotoServer,
             provision,
+            scale_retry_backoff,
             sqs_client,
         )
         from tools.local.lambdas import InProcessFunctions, merged_environment
@@ -125,8 +135,16 @@ class LocalStack:
         os.environ.pop("AWS_PROFILE", None)
         os.environ.update(aws_environment(None))
         options = self.options
+        if options.aws_backoff_scale != 1.0:
+            scale_retry_backoff(options.aws_backoff_scale)
 
-        moto = MotoServer().start()
+        moto: MotoServer | MotoProcess
+        if options.aws_process:
+            from tools.local.aws_process import MotoProcess
+
+            moto = MotoProcess().start()
+        else:
+            moto = MotoServer().start()
         self._stoppers.append(("moto", moto.stop))
         os.environ["AWS_ENDPOINT_URL"] = moto.url
         log.info("moto server on %s", moto.url)
@@ -162,7 +180,9 @@ class LocalStack:
             account_id=ACCOUNT_ID,
         )
         specs = function_specs(resolver)
-        function_env = merged_environment(specs, {**LOCAL_TUNING, "AWS_ENDPOINT_URL": moto.url})
+        function_env = merged_environment(
+            specs, {**LOCAL_TUNING, **options.env, "AWS_ENDPOINT_URL": moto.url}
+        )
         invoker: InProcessFunctions | None = None
         pollers: list[SqsPoller] = []
         if options.functions == "inprocess":
@@ -171,7 +191,13 @@ class LocalStack:
             os.environ.update(function_env)
             runtime.reset()
             invoker = InProcessFunctions(specs, REGION, ACCOUNT_ID).load()
-        front = ApiFront(invoker, specs, extra_status=lambda: {"pollers": [p.status() for p in pollers]})
+        front = ApiFront(
+            invoker,
+            specs,
+            extra_status=lambda: {"pollers": [p.status() for p in pollers]},
+            storage_faults=moto.faults,
+            table_items=lambda table, attributes: moto.table_items(table, attributes, REGION),
+        )
         front_server = ServerThread(front, "api").start()
         self._stoppers.append(("api front", front_server.stop))
         log.info("API front on %s (routes: %s)", front_server.url, sorted(front.routes))
@@ -233,6 +259,7 @@ class LocalStack:
                 "batch_size": next((s.batch_size for spec in specs for s in spec.sqs_sources), None),
             },
             seed=options.seed,
+            aws_pid=getattr(moto, "pid", None),
         )
 
     def stop(self) -> None:
@@ -446,6 +473,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--seed", type=int, default=0, help="the sandbox's seed")
     up.add_argument("--visibility-timeout", type=int, default=SQS_VISIBILITY_TIMEOUT)
     up.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter")
+    up.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="function environment override"
+    )
+    up.add_argument(
+        "--aws-backoff-scale",
+        type=float,
+        default=1.0,
+        help="multiply botocore's retry waits in the stack by this (0 < x <= 1; the chaos run: 0.01)",
+    )
+    up.add_argument(
+        "--aws-process",
+        action="store_true",
+        help="serve moto from a child process (a second core) instead of threads of this one",
+    )
     up.add_argument("--parent-pid", type=int, help="stop when this process is gone")
     up.add_argument("--ready-timeout", type=float, default=90.0)
     for command in (up, commands.add_parser("down"), commands.add_parser("status")):
@@ -468,6 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra += ["--visibility-timeout", str(args.visibility_timeout)]
         for item in args.param:
             extra += ["--param", item]
+        for item in args.env:
+            extra += ["--env", item]
+        extra += ["--aws-backoff-scale", str(args.aws_backoff_scale)]
+        extra += ["--aws-process"] if args.aws_process else []
         return start_background(state_dir, extra, args.ready_timeout)
     _configure_logging()
     options = StackOptions(
@@ -476,6 +521,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         visibility_timeout=args.visibility_timeout,
         parameters=_key_values(args.param),
+        env=_key_values(args.env),
+        aws_backoff_scale=args.aws_backoff_scale,
+        aws_process=args.aws_process,
     )
     return run_foreground(options, args.parent_pid)
 

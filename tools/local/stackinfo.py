@@ -43,6 +43,7 @@ class StackInfo:
     function_errors: dict[str, str] = field(default_factory=dict)  # logical id -> why it does not load
     sqs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    aws_pid: int | None = None  # moto's own process (`up --aws-process`), else None: it runs in `pid`
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""The chaos run at CI size (issue 5): 2,000 messages through a local stack of its own, with Ocelot
+answering 429/503, taking chunks and answering too late, sending callbacks twice, out of order and
+again after lost answers, and DynamoDB throttling and failing the webhook's writes (also for whole
+seconds). See tools/chaos and docs/reliability.md; `make chaos N=20000` runs a bigger one by hand.
+
+What must hold (each a check of the run, printed with its figure):
+- every event the sandbox sent is stored, once: sent == distinct stored, 0 duplicate records;
+- 0 wrong final statuses against the sandbox's script (messages of `unknown` chunks excluded: they
+  have no message items of ours; their events are stored all the same);
+- 0 chunks accepted twice; every accepted-then-timed-out chunk is `unknown` and never sent again;
+- after the operator attaches Ocelot's ids to the unknown chunks, their messages are on script too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.integration.conftest import batch, port_is_closed, recipients
+from tools.chaos.run import CI_MESSAGES, format_report, run_chaos
+from tools.local.client import StackClient, wait_for
+from tools.local.process import StackProcess
+
+SEED = 5
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a process whose parent was killed may wait a while to be reaped)."""
+    try:
+        os.kill(pid, 0)
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_the_chaos_stacks_moto_process_ends_with_the_stack(tmp_path: Path, how: signal.Signals) -> None:
+    # The chaos run serves moto from a child process (`up --aws-process`): it must not outlive the
+    # supervisor, whether that stops cleanly or is killed outright.
+    process = StackProcess(tmp_path, ["--aws-process"])
+    try:
+        info = process.start(timeout=60)
+        aws_pid = info.aws_pid
+        assert aws_pid is not None
+        assert aws_pid != info.pid
+        assert _running(aws_pid)
+        assert not port_is_closed(urlsplit(info.aws_endpoint_url).port or 0)
+        os.kill(info.pid, how)
+        wait_for(lambda: not _running(aws_pid), 15, "moto's process to end with the stack")
+        assert port_is_closed(urlsplit(info.aws_endpoint_url).port or 0)
+    finally:
+        process.stop()
+
+
+@pytest.mark.timeout(900)
+def test_chaos_run_at_ci_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    progress: list[str] = []
+    result = run_chaos(
+        CI_MESSAGES, SEED, tmp_path / "stack", out=tmp_path / "chaos.json", log=progress.append, timeout=600
+    )
+    with capsys.disabled():
+        print("\n" + "\n".join(format_report(result)), flush=True)
+    assert result.passed, "\n".join([*result.failures(), "", *progress[-40:]])
+    assert result.verdict is not None
+    figures = result.verdict.figures
+    # The size and the mix the issue asks for.
+    assert figures["send"]["messages_planned"] >= 2000
+    assert figures["send"]["requests_planned"]["api"] > 0
+    assert figures["send"]["requests_planned"]["sqs"] > 0
+    assert (tmp_path / "chaos.json").exists()
+
+
+def test_a_chunk_claim_applied_but_answered_500_still_sends_the_chunk(client: StackClient) -> None:
+    """DynamoDB may apply a write and still answer 500 (InternalServerError); botocore then retries it.
+
+    Here the Sender's claim of a chunk (a conditional PutItem) is applied, answered 500 once, and
+    retried: the retry's condition fails on the claim itself. The chunk must still be sent, once.
+    """
+    to = recipients("0010")
+    try:
+        client.storage_faults(
+            reset=True,
+            scope="all",
+            operations=["PutItem"],
+            sk_prefixes=["CHUNK#"],
+            errors=["InternalServerError"],
+            rate=1.0,
+            applied_rate=1.0,
+            max_failures=1,
+        )
+        response = client.post_batch(batch("claim-500", to))
+        injected = client.storage_faults()["counts"]
+    finally:
+        client.storage_faults(reset=True)
+    assert injected.get("failed:PutItem:InternalServerError:applied") == 1
+    sends = [r["status"] for r in client.sandbox_record()["requests"] if r.get("recipients") == to]
+    assert sends == [201], f"the chunk was sent {len(sends)} time(s); API answered {response.text}"
+    assert response.status_code == 201, response.text

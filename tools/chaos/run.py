@@ -1,0 +1,302 @@
+"""One chaos run end to end: its own local stack, the chaos, the client, the checks, the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tools.chaos.driver import ChaosRunError, Driver, Outages
+from tools.chaos.profile import (
+    FIRST_OUTAGE_AFTER_SECONDS,
+    OUTAGE_EVERY_SECONDS,
+    OUTAGE_SECONDS,
+    SANDBOX_CHAOS,
+    SENDER_ATTEMPTS,
+    STORAGE_FAULTS,
+    WEBHOOK_FAULTS,
+    plan,
+    profile_json,
+    stack_args,
+)
+from tools.chaos.verify import ATTRIBUTES, Verdict, reconcile_and_check, snapshot, verify
+from tools.local import ROOT
+from tools.local.aws import dynamodb_client
+from tools.local.process import StackProcess, StackStartError
+from tools.local.stackinfo import LOG_FILE, PID_FILE, is_stack_process, read_pid
+
+DEFAULT_OUT = ROOT / "bench" / "chaos-last.json"
+CI_MESSAGES = 2000
+PROGRESS_EVERY = 5.0
+
+
+@dataclass(slots=True)
+class ChaosResult:
+    messages: int
+    seed: int
+    verdict: Verdict | None = None
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.verdict is not None and self.verdict.passed
+
+    def failures(self) -> list[str]:
+        problems = [f"error: {self.error}"] if self.error else []
+        if self.verdict is not None:
+            problems += [
+                f"{c.name}: {c.value} (expected {c.expected}) e.g. {self.verdict.examples.get(c.name, [])}"
+                for c in self.verdict.checks
+                if not c.ok
+            ]
+        return problems
+
+
+class _Progress:
+    def __init__(self, driver: Driver, started: float, api_total: int, log: Callable[[str], None]) -> None:
+        self._driver = driver
+        self._started = started
+        self._api_total = api_total
+        self._log = log
+        self._last = 0.0
+        self.outages: Outages | None = None
+
+    def __call__(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < PROGRESS_EVERY:
+            return
+        self._last = now
+        driver = self._driver
+        visible, hidden = driver.queue_depth(driver.info.queue_url)
+        counts = driver.get_json(f"{driver.info.control_url}/_local/storage-faults")["counts"]
+        self._log(
+            f"  [{now - self._started:6.1f}s] API requests answered {len(driver.api)}/{self._api_total}"
+            f" | queue {visible} waiting, {hidden} in flight | callbacks pending {driver.sandbox_pending()}"
+            f" | webhook writes failed {counts.get('failed', 0)}"
+            f" | outages {self.outages.started if self.outages else 0}"
+        )
+
+
+def _wait_idle(driver: Driver, deadline: float, progress: _Progress) -> None:
+    quiet = 0
+    while quiet < 3:
+        if time.monotonic() >= deadline:
+            raise ChaosRunError(f"the sandbox still had {driver.sandbox_pending()} callback(s) to deliver")
+        progress()
+        quiet = quiet + 1 if driver.sandbox_pending() == 0 else 0
+        time.sleep(0.3)
+
+
+def _git() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+            )
+        except OSError:
+            return ""
+        return done.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
+def run_chaos(
+    messages: int,
+    seed: int,
+    state_dir: Path,
+    out: Path | None = DEFAULT_OUT,
+    log: Callable[[str], None] = print,
+    timeout: float = 1800.0,
+    storage_scope: str = "webhook",
+) -> ChaosResult:
+    """Run, check, print, write `out` (unless None). Never raises for a failed check or a stuck run:
+    the result says what happened. The stack is stopped in every case."""
+    started = time.monotonic()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    deadline = started + timeout
+    result = ChaosResult(messages=messages, seed=seed)
+    the_plan = plan(messages, seed, uuid.uuid4().hex[:8])
+    log(
+        f"chaos run {the_plan.run_id}: {the_plan.messages} messages in {len(the_plan.requests)} requests "
+        f"({len(the_plan.route('api'))} by API, {len(the_plan.route('sqs'))} by SQS), seed {seed}"
+    )
+    stack = StackProcess(state_dir, stack_args(seed))
+    driver: Driver | None = None
+    outages: Outages | None = None
+    mark = started
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        result.timings[name] = round(now - mark, 2)
+        mark = now
+
+    try:
+        running = read_pid(state_dir / PID_FILE)
+        if running and is_stack_process(running):
+            raise ChaosRunError(f"a stack already runs from {state_dir} (pid {running}): another chaos run?")
+        (state_dir / LOG_FILE).unlink(missing_ok=True)  # this run's log only
+        info = stack.start(timeout=90)
+        lap("stack_start_seconds")
+        driver = Driver(info, the_plan, log, deadline)
+        if info.function_env.get("MAX_SEND_ATTEMPTS") != str(SENDER_ATTEMPTS):
+            raise ChaosRunError(f"the stack's MAX_SEND_ATTEMPTS is not {SENDER_ATTEMPTS}")
+        driver.post_json(
+            f"{info.sandbox_url}/_sandbox/config",
+            {**SANDBOX_CHAOS, "seed": seed, "fail_recipients": the_plan.forced_failures()},
+        )
+        driver.post_json(f"{info.control_url}/_local/faults", {"reset": True, **WEBHOOK_FAULTS})
+        driver.storage_faults(reset=True, **{**STORAGE_FAULTS, "seed": seed, "scope": storage_scope})
+        progress = _Progress(driver, time.monotonic(), len(the_plan.route("api")), log)
+        outages = progress.outages = Outages(
+            driver, OUTAGE_SECONDS, OUTAGE_EVERY_SECONDS, FIRST_OUTAGE_AFTER_SECONDS
+        ).start()
+
+        # 1. Submit: the queue's share at once, the API's through two client threads meanwhile.
+        log("submitting (API with client retries, SQS with the poller's retries) ...")
+        driver.enqueue(the_plan.route("sqs"))
+        api = threading.Thread(
+            target=driver.submit_all_api, args=(the_plan.route("api"),), name="chaos-api", daemon=True
+        )
+        api.start()
+        while api.is_alive():
+            progress()
+            api.join(0.5)
+            if time.monotonic() >= deadline:
+                raise ChaosRunError("the API requests did not finish before the deadline")
+        driver.drain_queue(progress)
+        lap("submit_seconds")
+
+        # 2. Every callback delivered (retries included), then the faults off and once more idle.
+        log("waiting for the sandbox to deliver every callback ...")
+        _wait_idle(driver, deadline, progress)
+        outages.stop()
+        driver.post_json(f"{info.control_url}/_local/faults", {"reset": True})
+        storage = driver.storage_faults(rate=0.0)
+        while storage["outage_active"]:
+            time.sleep(0.2)
+            storage = driver.get_json(f"{info.control_url}/_local/storage-faults")
+        _wait_idle(driver, deadline, progress)
+        progress(force=True)
+        lap("callbacks_drain_seconds")
+
+        # 3. Check: the sandbox's record against the whole table, then reconcile what is unknown.
+        log("checking the sandbox's record against the messages table ...")
+        record = driver.get_json(f"{info.sandbox_url}/_sandbox/record", timeout=300)
+        webhook_faults = driver.get_json(f"{info.control_url}/_local/faults")
+        pollers = driver.get_json(f"{info.control_url}/_local/invocations").get("pollers", [])
+        lap("record_seconds")
+        table_name = info.tables["messages"]
+        dump = driver.get_json(
+            f"{info.control_url}/_local/dynamodb-items?table={table_name}&attributes={','.join(ATTRIBUTES)}",
+            timeout=600,
+        )
+        table = snapshot(dump["items"])
+        lap("read_table_seconds")
+        verdict = verify(
+            the_plan, record, table, driver.api, storage, webhook_faults, outages.started, pollers
+        )
+        verdict.figures["client"].update(dict(sorted(driver.stats.items())))
+        verdict.figures["table_items"] = table.items
+        result.verdict = verdict
+        dynamodb = dynamodb_client(info.aws_endpoint_url, info.region)
+        try:
+            reconcile_and_check(the_plan, record, table, dynamodb, table_name, verdict)
+        finally:
+            dynamodb.close()
+        lap("reconcile_seconds")
+    except (ChaosRunError, StackStartError, OSError) as error:
+        result.error = f"{type(error).__name__}: {error}"
+    except Exception as error:  # a bug in the run itself: reported with its traceback, stack stopped
+        result.error = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+    finally:
+        if outages is not None:
+            outages.stop()
+        if driver is not None:
+            driver.close()
+        code = stack.stop()
+        if result.error and stack.process is not None:
+            result.error += f"\nstack log ({stack.log_path}):\n{stack.log_tail(30)}"
+        if code not in (0, None):
+            result.error = (result.error or "") + f"\nthe stack exited with {code}"
+    result.timings["total_seconds"] = round(time.monotonic() - started, 2)
+    result.report = _report(result, the_plan.run_id, started_at)
+    result.report["profile"]["storage_faults"]["scope"] = storage_scope
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.report, indent=2, sort_keys=False) + "\n")
+    for line in format_report(result):
+        log(line)
+    if out is not None:
+        log(f"written: {out}")
+    return result
+
+
+def _report(result: ChaosResult, run_id: str, started_at: str) -> dict[str, Any]:
+    verdict = result.verdict
+    timings = result.timings
+    figures = verdict.figures if verdict else {}
+    submit = timings.get("submit_seconds") or 0
+    events = figures.get("events", {}).get("stored_distinct", 0)
+    busy = submit + (timings.get("callbacks_drain_seconds") or 0)
+    return {
+        "passed": result.passed,
+        "error": result.error,
+        "run": {
+            "id": run_id,
+            "started_at": started_at,
+            "messages": result.messages,
+            "seed": result.seed,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            **_git(),
+        },
+        "timings": timings,
+        "throughput": {
+            "messages_per_second_submitted": round(result.messages / submit, 1) if submit else None,
+            "events_stored_per_second": round(events / busy, 1) if busy else None,
+        },
+        "checks": [c.to_json() for c in verdict.checks] if verdict else [],
+        "failed_examples": verdict.examples if verdict else {},
+        "figures": figures,
+        "profile": profile_json(),
+    }
+
+
+def format_report(result: ChaosResult) -> list[str]:
+    lines = [""]
+    verdict = result.verdict
+    if verdict is not None:
+        width = max(len(c.name) for c in verdict.checks)
+        lines.append(f"  {'check':<{width}}  {'value':>10}  {'expected':<10}  ok")
+        lines.append("  " + "-" * (width + 28))
+        for check in verdict.checks:
+            mark = "ok" if check.ok else "FAIL"
+            lines.append(f"  {check.name:<{width}}  {check.value!s:>10}  {check.expected:<10}  {mark}")
+        lines.append("")
+        for section, values in verdict.figures.items():
+            if isinstance(values, dict):
+                shown = ", ".join(f"{k}={v}" for k, v in values.items())
+                lines.append(f"  {section}: {shown}")
+            else:
+                lines.append(f"  {section}: {values}")
+    timings = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}s" for k, v in result.timings.items())
+    lines.append(f"  timings: {timings}")
+    if result.error:
+        lines.append(f"ERROR: {result.error}")
+    verdict_line = "PASS" if result.passed else "FAIL"
+    lines.append(f"{verdict_line}: chaos run of {result.messages} messages, seed {result.seed}")
+    return lines
