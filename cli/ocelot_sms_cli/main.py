@@ -377,10 +377,9 @@ def reconcile() -> None:
 @reconcile.command("list")
 @pass_target
 def reconcile_list(target: Target) -> None:
-    from ocelot_sms.operations import unknown_chunks
     from ocelot_sms.runtime import store
 
-    chunks = unknown_chunks(store())
+    chunks = store().unknown_chunks()
     for chunk in chunks:
         console.print(
             f"{chunk['requestId']} chunk {chunk['index']} ({chunk['size']} messages): {chunk.get('reason')}"

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import socket
 import threading
@@ -271,6 +272,12 @@ def plain(item: Mapping[str, Any]) -> dict[str, Any]:
 def get_item(dynamodb: Any, table: str, pk: str, sk: str) -> dict[str, Any] | None:
     item = dynamodb.get_item(TableName=table, Key={"PK": {"S": pk}, "SK": {"S": sk}}).get("Item")
     return plain(item) if item else None
+
+
+def stored_body(item: Mapping[str, Any]) -> str:
+    """The body of a stored rejection, decompressed when the store compressed it."""
+    body = item["body"]
+    return gzip.decompress(bytes(body)).decode() if item["bodyEncoding"] == "gzip" else str(body)
 
 
 def scan(dynamodb: Any, table: str) -> list[dict[str, Any]]:

@@ -25,7 +25,6 @@ from ocelot_sms.operations import (
     redrive_queue,
     replay_deliveries,
     resend_chunk,
-    unknown_chunks,
 )
 from ocelot_sms.status import StatusService
 from ocelot_sms.store import RAW_COMPRESS_ABOVE, ChunkRecord, ChunkStatus, DynamoStore
@@ -85,7 +84,7 @@ def test_a_chunk_whose_answer_timed_out_is_listed_with_the_payload_to_resend(
     unknown: dict[str, Any], store: DynamoStore
 ) -> None:
     # Given a chunk whose send timed out; When the unknown chunks are listed
-    [chunk] = unknown_chunks(store)
+    [chunk] = store.unknown_chunks()
     # Then it is there with the exact request Ocelot got, ready to be resent or matched
     assert (chunk["requestId"], chunk["index"], chunk["size"], chunk["firstIndex"]) == ("rec-1", 1, 2, 2)
     assert chunk["status"] == "unknown"
@@ -103,7 +102,7 @@ def test_unknown_chunks_are_listed_oldest_first(
         monkeypatch.setattr("ocelot_sms.store.utc_now", lambda moment=moment: moment)
         ocelot.then(TIMEOUT)
         send(request_id, 1)
-    assert [c["requestId"] for c in unknown_chunks(store)] == ["earlier", "later"]
+    assert [c["requestId"] for c in store.unknown_chunks()] == ["earlier", "later"]
 
 
 def test_attaching_ocelots_ids_resolves_the_chunk(
@@ -121,7 +120,7 @@ def test_attaching_ocelots_ids_resolves_the_chunk(
         ("om-2", "om-3"),
     )
     assert chunk.payload is None
-    assert unknown_chunks(store) == []
+    assert store.unknown_chunks() == []
     # And each message is correlated in the chunk's order (listed through GSI1, found by id)
     metas = store.batch_messages("rec-1", 1)
     assert [(m["messageId"], m["index"], m["ref"], m["to"], m["batchId"]) for m in metas] == [
@@ -219,7 +218,7 @@ def test_resend_sends_the_stored_payload_once_and_records_the_ids(
         ids,
     )
     assert [m["messageId"] for m in store.batch_messages("rec-1", 1)] == ids
-    assert unknown_chunks(store) == []
+    assert store.unknown_chunks() == []
 
 
 def test_a_resend_whose_answer_times_out_stays_unknown_with_its_payload(
@@ -230,7 +229,7 @@ def test_a_resend_whose_answer_times_out_stays_unknown_with_its_payload(
     assert outcome["status"] == "unknown"
     assert "no response" in outcome["reason"]
     assert len(ocelot.sent) == unknown["sent"] + 1
-    [chunk] = unknown_chunks(store)
+    [chunk] = store.unknown_chunks()
     assert chunk["reason"].startswith("resend: ")
     assert chunk["payload"] == unknown["payload"]
 
@@ -244,7 +243,7 @@ def test_a_resend_ocelot_refuses_leaves_the_chunk_unknown(
     outcome = resend_chunk(store, runtime.ocelot_client(), "rec-1", 1)
     assert outcome["status"] == "not_sent"
     assert "rejected" in outcome["reason"]
-    [chunk] = unknown_chunks(store)
+    [chunk] = store.unknown_chunks()
     assert chunk["payload"] == unknown["payload"]
     assert "no response from Ocelot in time" in chunk["reason"]
 
@@ -260,7 +259,7 @@ def test_a_resend_accepted_without_an_id_per_message_stays_unknown_with_ocelots_
     ocelot.then(one_id_short)
     outcome = resend_chunk(store, runtime.ocelot_client(), "rec-1", 1)
     assert outcome["status"] == "unknown"
-    [chunk] = unknown_chunks(store)
+    [chunk] = store.unknown_chunks()
     assert chunk["batchId"] == ocelot.sent[-1].body["batchId"]
     assert "1 ids for 2 messages" in chunk["reason"]
     assert chunk["payload"] == unknown["payload"]

@@ -19,6 +19,8 @@ from ocelot_sms.store import (
     RAW_COMPRESS_ABOVE,
     RAW_MAX_STORED,
     RAW_SHARDS,
+    REJECTION_PROBLEMS_KEPT,
+    TEXT_FIELD_MAX,
     ChunkRecord,
     ChunkStatus,
     DynamoStore,
@@ -622,14 +624,80 @@ def test_claim_chunk_raises_other_errors(
         store.claim_chunk(ChunkRecord("req-1", 0, ChunkStatus.SENDING, 100, 0))
 
 
+def incompressible_text(chars: int, seed: int = 7) -> str:
+    """Random CJK text: about 3 bytes per character in UTF-8, and gzip gains little on it."""
+    rng = random.Random(seed)
+    return "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(chars))
+
+
 def test_put_rejection(store: DynamoStore, table_items: Items) -> None:
-    # Given a queue message we refuse; When recorded
-    store.put_rejection("sqs-1", "x" * (RAW_MAX_STORED + 5), [{"loc": "messages", "msg": "bad"}], 30)
-    # Then kept with its problems, cut to the storable size, with TTL, listed by day
+    # Given a queue message we refuse, larger than an item may hold uncompressed; When recorded
+    body = "é" * (RAW_MAX_STORED + 5)
+    store.put_rejection("sqs-1", body, [{"field": "messages", "message": "bad"}], 30)
+    # Then kept whole (compressed), with its problems and TTL, listed by day
     [item] = table_items()
     assert (item["PK"], item["SK"], item["type"]) == ("REJECTED#sqs-1", "#REJECTED", "rejected")
-    assert len(item["body"]) == RAW_MAX_STORED
-    assert item["problems"] == [{"loc": "messages", "msg": "bad"}]
+    assert item["bodyEncoding"] == "gzip"
+    assert gzip.decompress(item["body"]).decode() == body
+    assert (item["bodyBytes"], item["bodyTruncated"]) == (len(body.encode()), False)
+    assert item["problems"] == [{"field": "messages", "message": "bad"}]
+    assert item["problemCount"] == 1
     assert abs(item["expiresAt"] - (time.time() + 30 * 86400)) < 5
     assert item["GSI1PK"] == f"REJECTED#{datetime.now(UTC):%Y-%m-%d}"
     assert item["GSI1SK"].endswith("#sqs-1")
+
+
+def test_put_rejection_too_large_even_compressed_keeps_the_start(
+    store: DynamoStore, table_items: Items
+) -> None:
+    # Given a 1 MiB-sized message of text gzip cannot shrink enough, with thousands of problems
+    body = incompressible_text(330_000)
+    problems = [{"field": f"messages.{i}.{'k' * 5000}", "message": "m" * 5000} for i in range(5000)]
+    # When recorded
+    store.put_rejection("sqs-2", body, problems, 30)
+    # Then the start of the body is kept and marked truncated; the first problems, clipped, and the count
+    [item] = table_items()
+    kept = gzip.decompress(item["body"]).decode() if item["bodyEncoding"] == "gzip" else item["body"]
+    assert item["bodyTruncated"] is True
+    assert item["bodyBytes"] == len(body.encode())
+    assert 40_000 < len(kept) < len(body)
+    assert body.startswith(kept)
+    assert item["problemCount"] == 5000
+    assert len(item["problems"]) == REJECTION_PROBLEMS_KEPT
+    assert all(len(p["field"]) == TEXT_FIELD_MAX for p in item["problems"])
+
+
+def test_unknown_chunk_keeps_a_large_ocelot_request_compressed(store: DynamoStore) -> None:
+    # Given a full chunk of the longest texts, non-ASCII (more than an item holds as JSON text)
+    payload = {
+        "phoneNumber": "+15550000000",
+        "operatorId": "op",
+        "messages": [{"to": f"+1555123{i:04d}", "message": "ñé" * 1000} for i in range(100)],
+    }
+    chunk = ChunkRecord("req-1", 0, ChunkStatus.UNKNOWN, 100, 0, reason="read timeout", payload=payload)
+    # When its outcome is recorded unknown
+    store.finish_chunk(chunk)
+    # Then the request an operator may resend is kept whole, in the record and in the listing
+    assert store.get_chunk("req-1", 0) == chunk
+    [listed] = store.unknown_chunks()
+    assert listed["payload"] == payload
+    assert "payloadEncoding" not in listed
+
+
+def test_unknown_chunk_too_large_to_keep_says_so(store: DynamoStore) -> None:
+    # Given an Ocelot request that is too large to store even compressed
+    payload = {
+        "phoneNumber": "+15550000000",
+        "messages": [{"to": "+15551230000", "message": incompressible_text(300_000)}],
+    }
+    # When its outcome is recorded unknown
+    store.finish_chunk(
+        ChunkRecord("req-1", 0, ChunkStatus.UNKNOWN, 1, 0, reason="read timeout", payload=payload)
+    )
+    # Then the record is still written and listed, without the request, saying why
+    stored = store.get_chunk("req-1", 0)
+    assert stored is not None
+    assert stored.status is ChunkStatus.UNKNOWN
+    assert stored.payload is None
+    assert stored.reason == "read timeout; the Ocelot request is too large to keep for a resend"
+    assert [c["requestId"] for c in store.unknown_chunks()] == ["req-1"]

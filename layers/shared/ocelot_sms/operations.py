@@ -96,15 +96,6 @@ def redrive_queue(sqs: Any, dlq_url: str, queue_url: str, max_messages: int = 10
 # ---- reconciliation -----------------------------------------------------------------------------
 
 
-def unknown_chunks(store: DynamoStore) -> list[dict[str, Any]]:
-    """Chunks whose send outcome is unknown, oldest first, each with the Ocelot request (`payload`,
-    as sent) an operator may resend, or None when it was not kept."""
-    return [
-        {**chunk, "payload": json.loads(chunk["payload"]) if chunk.get("payload") else None}
-        for chunk in store.unknown_chunks()
-    ]
-
-
 def attach_ids(
     store: DynamoStore, request_id: str, chunk_index: int, batch_id: str, message_ids: list[str]
 ) -> int:

@@ -41,9 +41,14 @@ if TYPE_CHECKING:
 
 BATCH_WRITE_LIMIT = 25
 RAW_SHARDS = 8
-# Bodies above this are stored gzip-compressed (an item holds at most 400 KB).
+# Bodies above this many bytes are stored gzip-compressed; an item holds at most 400 KB, so a body
+# still larger than RAW_MAX_STORED compressed cannot be kept whole.
 RAW_COMPRESS_ABOVE = 32_000
 RAW_MAX_STORED = 350_000
+# A rejected queue message keeps its body up to this size, and this many problems (clipped to
+# TEXT_FIELD_MAX each) with the count of all: together well under 400 KB.
+REJECTED_BODY_MAX = 150_000
+REJECTION_PROBLEMS_KEPT = 100
 # A stored event keeps the item as received up to this size; beyond, the raw delivery holds it.
 EVENT_PAYLOAD_MAX = 64_000
 # Free-text fields copied into event and state items are cut to this many characters.
@@ -262,13 +267,24 @@ class DynamoStore:
         self, source_id: str, body: str, problems: list[dict[str, Any]], retention_days: int
     ) -> None:
         now = utc_now()
+        data = body.encode("utf-8", "surrogatepass")
+        packed = _packed(data, REJECTED_BODY_MAX)
+        truncated = packed is None
+        # Too large even compressed (SQS takes up to 1 MiB): the start, as text.
+        stored, encoding = packed or (data[:REJECTED_BODY_MAX].decode("utf-8", "ignore"), "text")
         item = {
             "PK": f"REJECTED#{source_id}",
             "SK": "#REJECTED",
             "type": "rejected",
             "sourceId": source_id,
-            "body": body[:RAW_MAX_STORED],
-            "problems": problems,
+            "body": stored,
+            "bodyEncoding": encoding,
+            "bodyBytes": len(data),
+            "bodyTruncated": truncated,
+            "problems": [
+                {k: _clip(str(v)) for k, v in p.items()} for p in problems[:REJECTION_PROBLEMS_KEPT]
+            ],
+            "problemCount": len(problems),
             "receivedAt": iso(now),
             "expiresAt": epoch_after(retention_days, now),
             "GSI1PK": f"REJECTED#{now:%Y-%m-%d}",
@@ -303,23 +319,21 @@ class DynamoStore:
             item["GSI2PK"], item["GSI2SK"] = _sweep_bucket(utc_now()), f"{chunk.request_id}#{chunk.index:05d}"
         elif chunk.status is ChunkStatus.UNKNOWN:
             item["GSI1PK"], item["GSI1SK"] = "CHUNKS#unknown", f"{now}#{chunk.request_id}#{chunk.index}"
-            if chunk.payload is not None:
-                item["payload"] = json.dumps(chunk.payload, sort_keys=True)
+            if chunk.payload:
+                packed = _packed(json.dumps(chunk.payload, ensure_ascii=False).encode())
+                if packed is not None:
+                    item["payload"], item["payloadEncoding"] = packed
+                else:
+                    item["reason"] = f"{chunk.reason}; the Ocelot request is too large to keep for a resend"
         return _to_item(item)
 
     # ---- webhook side -------------------------------------------------------------------------
 
     def put_raw(self, raw: RawDelivery, retention_days: int) -> None:
-        try:
-            body: Any = raw.body.decode("utf-8")
-            encoding = "text"
-        except UnicodeDecodeError:
-            body = None  # not UTF-8: kept byte for byte (compressed), never with replacement characters
-        if body is None or len(raw.body) > RAW_COMPRESS_ABOVE:
-            packed = gzip.compress(raw.body)
-            if len(packed) > RAW_MAX_STORED:
-                raise TooLargeToStore(f"raw delivery of {len(raw.body)} bytes is too large to store")
-            body, encoding = Binary(packed), "gzip"
+        packed = _packed(raw.body)
+        if packed is None:
+            raise TooLargeToStore(f"raw delivery of {len(raw.body)} bytes is too large to store")
+        body, encoding = packed
         item = {
             **raw.key,
             "type": "raw",
@@ -487,22 +501,24 @@ class DynamoStore:
                 ExpressionAttributeValues={":pk": {"S": f"RAW#{day}#{shard}"}},
             ):
                 raw = _from_item(item)
-                if raw.get("bodyEncoding") == "gzip":
-                    raw["body"] = gzip.decompress(bytes(raw["body"])).decode("utf-8", "replace")
+                raw["body"] = _unpacked(raw["body"], raw.get("bodyEncoding"))
                 yield raw
 
     # ---- operations -------------------------------------------------------------------------------
 
     def unknown_chunks(self) -> list[dict[str, Any]]:
         """Chunks whose send outcome is unknown, oldest first (rare by design: one GSI key holds them)."""
-        return [
-            _from_item(i)
-            for i in self._query(
-                IndexName="GSI1",
-                KeyConditionExpression="GSI1PK = :pk",
-                ExpressionAttributeValues={":pk": {"S": "CHUNKS#unknown"}},
-            )
-        ]
+        chunks = []
+        for item in self._query(
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": "CHUNKS#unknown"}},
+        ):
+            chunk = _from_item(item)
+            chunk["payload"] = _payload(chunk)
+            chunk.pop("payloadEncoding", None)
+            chunks.append(chunk)
+        return chunks
 
     def chunks_to_sweep(self, since: datetime, until: datetime) -> Iterator[ChunkRecord]:
         """Accepted chunks not swept yet, accepted between `since` and `until`, by whole hour buckets:
@@ -645,8 +661,35 @@ def _chunk_from_item(item: Mapping[str, Any]) -> ChunkRecord:
         batch_id=plain.get("batchId"),
         reason=plain.get("reason"),
         message_ids=tuple(plain.get("messageIds", ())),
-        payload=json.loads(plain["payload"]) if plain.get("payload") else None,
+        payload=_payload(plain),
     )
+
+
+def _payload(plain: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A chunk's kept Ocelot request, decoded; None when none was kept."""
+    if not plain.get("payload"):
+        return None
+    payload: dict[str, Any] = json.loads(_unpacked(plain["payload"], plain.get("payloadEncoding")))
+    return payload
+
+
+def _packed(data: bytes, limit: int = RAW_MAX_STORED) -> tuple[str | Binary, str] | None:
+    """Bytes as an attribute value and its encoding: UTF-8 text when small, otherwise gzip; None when
+    more than `limit` bytes even compressed. Bytes that are not UTF-8 are compressed too, so they are kept
+    byte for byte, never with replacement characters."""
+    if len(data) <= RAW_COMPRESS_ABOVE:
+        try:
+            return data.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            pass
+    packed = gzip.compress(data)
+    return (Binary(packed), "gzip") if len(packed) <= limit else None
+
+
+def _unpacked(value: Any, encoding: str | None) -> str:
+    if encoding == "gzip":
+        return gzip.decompress(bytes(value)).decode("utf-8", "replace")
+    return str(value)
 
 
 def _is_condition_failure(error: ClientError) -> bool:
