@@ -27,7 +27,7 @@ from ocelot_sms.operations import (
     resend_chunk,
 )
 from ocelot_sms.status import StatusService
-from ocelot_sms.store import RAW_COMPRESS_ABOVE, ChunkRecord, ChunkStatus, DynamoStore
+from ocelot_sms.store import INTERRUPTED_REASON, RAW_COMPRESS_ABOVE, ChunkRecord, ChunkStatus, DynamoStore
 from tests.unit.conftest import DynamoFaults, EmfReader
 from tests.unit.operations_support import callback, deliver, send
 from tests.unit.sender_support import FakeOcelot, accept, accepted, guard_network, ocelot_mock, phone
@@ -103,6 +103,33 @@ def test_unknown_chunks_are_listed_oldest_first(
         ocelot.then(TIMEOUT)
         send(request_id, 1)
     assert [c["requestId"] for c in store.unknown_chunks()] == ["earlier", "later"]
+
+
+def test_a_chunk_interrupted_mid_send_is_listed_once_no_sender_can_still_be_running(
+    ocelot: FakeOcelot, store: DynamoStore
+) -> None:
+    # Given a chunk claimed by an invocation that died mid-send, and an API client that gave up
+    claimed_at = datetime.now(UTC)
+    store.claim_chunk(ChunkRecord("gave-up", 0, ChunkStatus.SENDING, 2, 0))
+    # When listed while a Sender could still be sending it; Then not listed
+    assert store.unknown_chunks(now=claimed_at + timedelta(minutes=14)) == []
+    # When listed after any Sender's time; Then listed, saying what to do
+    [chunk] = store.unknown_chunks(now=claimed_at + timedelta(minutes=16))
+    assert (chunk["requestId"], chunk["status"], chunk["payload"]) == ("gave-up", "sending", None)
+    assert chunk["reason"] == INTERRUPTED_REASON
+    # And attaching or resending it is refused with the same advice
+    with pytest.raises(ValueError, match="send the same request again"):
+        attach_ids(store, "gave-up", 0, "b-1", ["m-1", "m-2"])
+
+    # When the same request is sent again, as the listing advises
+    send("gave-up", 2)
+    # Then nothing is sent, and the chunk is now unknown with the Ocelot request, listed once
+    assert ocelot.sent == []
+    [chunk] = store.unknown_chunks(now=claimed_at + timedelta(minutes=16))
+    assert (chunk["status"], [m["to"] for m in chunk["payload"]["messages"]]) == (
+        "unknown",
+        [phone(0), phone(1)],
+    )
 
 
 def test_attaching_ocelots_ids_resolves_the_chunk(

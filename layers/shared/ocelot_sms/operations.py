@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocelot_sms.contract import TERMINAL_STATUSES, CallbackError, DeliveryStatus, SendRequest, parse_callback
 from ocelot_sms.observability import MetricUnit, logger, metrics
-from ocelot_sms.store import ChunkRecord, ChunkStatus, DynamoStore, MessageRecord
+from ocelot_sms.store import INTERRUPTED_REASON, ChunkRecord, ChunkStatus, DynamoStore, MessageRecord
 
 if TYPE_CHECKING:
     from ocelot_sms.callbacks import CallbackService
@@ -178,6 +178,10 @@ def _unknown_chunk(store: DynamoStore, request_id: str, chunk_index: int) -> Chu
     chunk = store.get_chunk(request_id, chunk_index)
     if chunk is None:
         raise LookupError(f"no chunk {chunk_index} for request {request_id!r}")
+    if chunk.status is ChunkStatus.SENDING:
+        raise ValueError(
+            f"chunk {chunk_index} of {request_id!r} is {chunk.status.value}: {INTERRUPTED_REASON}"
+        )
     if chunk.status is not ChunkStatus.UNKNOWN:
         raise ValueError(f"chunk {chunk_index} of {request_id!r} is {chunk.status.value}, not unknown")
     if not chunk.payload:

@@ -51,6 +51,12 @@ REJECTED_BODY_MAX = 150_000
 REJECTION_PROBLEMS_KEPT = 100
 # A stored event keeps the item as received up to this size; beyond, the raw delivery holds it.
 EVENT_PAYLOAD_MAX = 64_000
+# Lambda's longest timeout: a chunk claimed longer ago than this is no longer being sent.
+SENDER_RUNS_AT_MOST = timedelta(minutes=15)
+INTERRUPTED_REASON = (
+    "interrupted after it was claimed, and may have been sent: send the same request again (same "
+    "requestId and body) to record it unknown with its Ocelot request, then attach or resend"
+)
 # Free-text fields copied into event and state items are cut to this many characters.
 TEXT_FIELD_MAX = 1024
 
@@ -317,6 +323,9 @@ class DynamoStore:
             )
             # Found again by the stale-message sweep (GSI2, sparse) until it has been swept.
             item["GSI2PK"], item["GSI2SK"] = _sweep_bucket(utc_now()), f"{chunk.request_id}#{chunk.index:05d}"
+        elif chunk.status is ChunkStatus.SENDING:
+            # Listed for reconciliation once too old to be in flight; gone when the chunk is finished.
+            item["GSI1PK"], item["GSI1SK"] = "CHUNKS#sending", f"{now}#{chunk.request_id}#{chunk.index}"
         elif chunk.status is ChunkStatus.UNKNOWN:
             item["GSI1PK"], item["GSI1SK"] = "CHUNKS#unknown", f"{now}#{chunk.request_id}#{chunk.index}"
             if chunk.payload:
@@ -506,17 +515,28 @@ class DynamoStore:
 
     # ---- operations -------------------------------------------------------------------------------
 
-    def unknown_chunks(self) -> list[dict[str, Any]]:
-        """Chunks whose send outcome is unknown, oldest first (rare by design: one GSI key holds them)."""
-        chunks = []
-        for item in self._query(
+    def unknown_chunks(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Chunks whose send outcome is unknown, oldest first (rare by design: one GSI key holds them),
+        and chunks claimed longer ago than any Sender runs, whose sending was interrupted and never
+        retried (rarer still: an API client that gave up after a crash)."""
+        interrupted_before = iso((now or utc_now()) - SENDER_RUNS_AT_MOST)
+        unknown = self._query(
             IndexName="GSI1",
             KeyConditionExpression="GSI1PK = :pk",
             ExpressionAttributeValues={":pk": {"S": "CHUNKS#unknown"}},
-        ):
+        )
+        interrupted = self._query(
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk AND GSI1SK < :before",
+            ExpressionAttributeValues={":pk": {"S": "CHUNKS#sending"}, ":before": {"S": interrupted_before}},
+        )
+        chunks = []
+        for item in sorted((*unknown, *interrupted), key=lambda i: i["GSI1SK"]["S"]):
             chunk = _from_item(item)
             chunk["payload"] = _payload(chunk)
             chunk.pop("payloadEncoding", None)
+            if chunk["status"] == ChunkStatus.SENDING:
+                chunk["reason"] = INTERRUPTED_REASON
             chunks.append(chunk)
         return chunks
 
