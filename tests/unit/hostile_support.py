@@ -3,9 +3,6 @@
 - API Gateway HTTP API (v2) events and SQS events built from the files in events/.
 - `WriteCounter`: counts the DynamoDB writes a client makes (a botocore hook), so a test can show that
   a request stored nothing at all.
-- `LoopbackOcelot`: Ocelot's send endpoint on a real socket on 127.0.0.1 (urllib3 and requests run for
-  real, their log lines included), answering from a script: a reply, or a delay longer than the
-  client's read timeout.
 - `guard_sockets`: any connection to anything but loopback fails the test.
 - `leaked_exception_text`: what must never be in a response body.
 """
@@ -17,11 +14,8 @@ import copy
 import json
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -194,74 +188,3 @@ def guard_sockets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 # ---- Ocelot on a loopback socket ------------------------------------------------------------------
-
-
-def accepted(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Ocelot's success body for a send payload: fresh ids, in request order."""
-    return {
-        "batchId": f"b-{uuid.uuid4()}",
-        "messages": [
-            {"id": f"m-{uuid.uuid4()}", "to": m["to"], "externalId": m.get("externalId")}
-            for m in payload["messages"]
-        ],
-    }
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int = 200
-    body: Any = None  # None: `accepted(payload)`; a str is sent as it is
-    delay: float = 0.0  # seconds before answering (longer than the read timeout: no answer in time)
-
-
-@dataclass
-class Received:
-    payload: dict[str, Any]
-    authorization: str | None
-
-
-@dataclass
-class LoopbackOcelot:
-    """A real HTTP server on 127.0.0.1 answering from `script` in order, then accepting."""
-
-    script: list[Reply] = field(default_factory=list)
-    received: list[Received] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                payload = json.loads(self.rfile.read(length) or b"{}")
-                owner.received.append(Received(payload, self.headers.get("Authorization")))
-                reply = owner.script.pop(0) if owner.script else Reply()
-                if reply.delay:
-                    time.sleep(reply.delay)
-                body = accepted(payload) if reply.body is None else reply.body
-                data = (body if isinstance(body, str) else json.dumps(body)).encode()
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:  # the client gave up waiting (read timeout)
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> LoopbackOcelot:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -35,7 +35,9 @@ from tests.unit.conftest import OCELOT_CREDENTIALS, OCELOT_URL
 OCELOT_SEND_URL = OCELOT_URL + SEND_PATH
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
-Reply = tuple[int, Mapping[str, str], Any]  # status, headers, JSON body (a str is sent as it is)
+# status, headers, JSON body (a str is sent as it is; None: Ocelot's success body for the request)
+Reply = tuple[int, Mapping[str, str], Any]
+ACCEPT: Reply = (200, {}, None)
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ def nestjs(status: int, message: str | list[str], error: str) -> Reply:
 class Received:
     at: float  # time.monotonic()
     payload: dict[str, Any]
+    authorization: str | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -182,8 +185,8 @@ class LoopbackOcelot:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
-                owner.received.append(Received(time.monotonic(), payload))
-                step = owner.script.pop(0) if owner.script else (200, {}, accepted(payload))
+                owner.received.append(Received(time.monotonic(), payload, self.headers.get("Authorization")))
+                step = owner.script.pop(0) if owner.script else ACCEPT
                 if isinstance(step, Hang):
                     time.sleep(step.seconds)
                     return
@@ -193,6 +196,7 @@ class LoopbackOcelot:
                     return
                 assert isinstance(step, tuple)
                 status, headers, body = step
+                body = accepted(payload) if body is None else body
                 data = (body if isinstance(body, str) else json.dumps(body)).encode()
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/json", **headers}.items():

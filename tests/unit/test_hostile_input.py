@@ -38,7 +38,6 @@ from tests.unit.hostile_support import (
     API_EVENT,
     WEBHOOK_EVENT,
     WriteCounter,
-    accepted,
     basic,
     http_event,
     leaked_exception_text,
@@ -46,6 +45,7 @@ from tests.unit.hostile_support import (
     sqs_event,
     webhook_headers,
 )
+from tests.unit.sender_support import accepted
 from webhook.handler import lambda_handler as webhook_handler
 
 WEBHOOK_CASES = 600

@@ -34,14 +34,13 @@ from tests.unit.conftest import OCELOT_CREDENTIALS, WEBHOOK_CREDENTIALS, FakeCon
 from tests.unit.hostile_support import (
     API_EVENT,
     WEBHOOK_EVENT,
-    LoopbackOcelot,
-    Reply,
     basic,
     http_event,
     prepare_lambda,
     sqs_event,
     webhook_headers,
 )
+from tests.unit.sender_support import ACCEPT, Hang, LoopbackOcelot, Reply
 from tools.template_resources import load_template
 from webhook.handler import lambda_handler as webhook_handler
 
@@ -204,7 +203,7 @@ def post_batch(body: dict[str, Any] | str, context: FakeContext, request_id: str
 def ocelot_echo(status: int) -> Reply:
     """An Ocelot error that repeats the request back: the texts and numbers must still not be logged."""
     problems = [f"messages.{i}.to {n} is not reachable: {TEXT}-echo-{i}" for i, n in enumerate(NUMBERS[:3])]
-    return Reply(status, {"statusCode": status, "message": problems, "error": "Bad Request"})
+    return (status, {}, {"statusCode": status, "message": problems, "error": "Bad Request"})
 
 
 def callback(event_id: str, index: int, status: str = "delivered") -> dict[str, Any]:
@@ -273,7 +272,7 @@ def test_no_secret_or_personal_data_reaches_any_log_or_metric(
     statuses["api accepted"] = post_batch(batch("api"), lambda_context, "req-logs-api")["statusCode"]
     ocelot.script.append(ocelot_echo(400))
     statuses["api refused"] = post_batch(batch("refused"), lambda_context, "req-logs-refused")["statusCode"]
-    ocelot.script.append(Reply(delay=READ_TIMEOUT * 3))
+    ocelot.script.append(Hang(READ_TIMEOUT * 3))
     statuses["api unknown"] = post_batch(batch("timeout"), lambda_context, "req-logs-timeout")["statusCode"]
     # ... invalid requests: a field of each kind wrong, and not JSON at all
     invalid = batch(
@@ -284,7 +283,7 @@ def test_no_secret_or_personal_data_reaches_any_log_or_metric(
     statuses["api not JSON"] = post_batch(not_json, lambda_context, "req-logs-not-json")["statusCode"]
 
     # Send queue: accepted, invalid (kept as rejected), Ocelot unavailable (retried, then left to SQS)
-    ocelot.script.extend([Reply(), ocelot_echo(503), ocelot_echo(503), ocelot_echo(503)])
+    ocelot.script.extend([ACCEPT, ocelot_echo(503), ocelot_echo(503), ocelot_echo(503)])
     queued = sqs_event(
         [
             json.dumps(batch("sqs")),
