@@ -294,7 +294,7 @@ def test_storage_failures_are_500_without_details(
 
     dynamo_faults.fail(runtime.dynamodb_client(), "Query", times=10, code="InternalServerError")
     code, body = get_batch(seeded.request_id, lambda_context)
-    assert (code, body) == (500, {"error": "internal_error"})
+    assert (code, body) == (500, {"error": "internal_error", "message": "internal error"})
 
 
 @pytest.mark.parametrize(

@@ -626,7 +626,7 @@ def test_an_unexpected_error_is_500_without_a_trace(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(DynamoStore, "put_raw", broken)
     # Then 500 with a generic body that reveals nothing
     code, reply, _ = invoke(request(status("evt-1", "m-1", "sent", T0)))
-    assert (code, reply) == (500, {"error": "internal_error"})
+    assert (code, reply) == (500, {"error": "internal_error", "message": "internal error"})
 
 
 # ---- 8. concurrency -----------------------------------------------------------------------------
@@ -757,5 +757,5 @@ def test_other_routes_are_404_not_500(invoke: Invoker, table_items: Items, metho
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
     event["requestContext"]["http"]["method"] = method
     event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {path}"
-    assert invoke(event)[:2] == (404, {"error": "not_found"})
+    assert invoke(event)[:2] == (404, {"error": "not_found", "message": "no such route"})
     assert table_items() == []

@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ocelot_sms.http import json_response
+from ocelot_sms.http import json_api, json_response
 from ocelot_sms.observability import logger
 from ocelot_sms.runtime import status_service
 from ocelot_sms.status import DEFAULT_PAGE, BadRequest
 
-app = APIGatewayHttpResolver()
+app = json_api()
 
 
 # Path parameters arrive as sent, percent-encoded ("school%3A42"): the resolver does not decode them.
@@ -45,18 +44,6 @@ def get_message(message_id: str) -> Response[str]:
 @app.exception_handler(BadRequest)
 def bad_request(error: BadRequest) -> Response[str]:
     return json_response(400, {"error": "bad_request", "message": str(error)})
-
-
-@app.not_found
-def not_found(error: NotFoundError) -> Response[str]:
-    # Registered apart, or the catch-all below would answer 500 to any other method or path.
-    return json_response(404, {"error": "not_found"})
-
-
-@app.exception_handler(Exception)
-def unexpected(error: Exception) -> Response[str]:
-    logger.exception("unexpected error")
-    return json_response(500, {"error": "internal_error"})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -6,19 +6,19 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ocelot_sms.http import json_response
+from ocelot_sms.http import json_api, json_response
 from ocelot_sms.models import ErrorResponse, RequestInvalid
 from ocelot_sms.observability import logger, metrics
 from ocelot_sms.runtime import sender_service
 from ocelot_sms.sender import FailureKind, SubmitFailed
 
-app = APIGatewayHttpResolver()
+app = json_api()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 _STATUS_BY_FAILURE = {
@@ -67,12 +67,6 @@ def submit_failed(error: SubmitFailed) -> Response[str]:
     )
     body = ErrorResponse(error=error.kind.value, message=str(error), details=details or None).to_json()
     return json_response(_STATUS_BY_FAILURE[error.kind], body, headers)
-
-
-@app.exception_handler(Exception)
-def unexpected(error: Exception) -> Response[str]:
-    logger.exception("unexpected error")
-    return json_response(500, ErrorResponse(error="internal_error", message="internal error").to_json())
 
 
 def record_handler(record: SQSRecord) -> None:

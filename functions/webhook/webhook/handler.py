@@ -6,17 +6,16 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ocelot_sms.callbacks import TOKEN_PARAMETER, Delivery
-from ocelot_sms.http import json_response
+from ocelot_sms.http import json_api, json_response
 from ocelot_sms.observability import logger, metrics
 from ocelot_sms.runtime import callback_service
 
-app = APIGatewayHttpResolver()
+app = json_api()
 
 
 @app.post("/webhooks/ocelot")
@@ -38,18 +37,6 @@ def receive_callback() -> Response[str]:
         )
     )
     return json_response(reply.status_code, reply.body)
-
-
-@app.not_found
-def not_found(error: NotFoundError) -> Response[str]:
-    # Registered apart, or the catch-all below would answer 500 to any other method or path.
-    return json_response(404, {"error": "not_found"})
-
-
-@app.exception_handler(Exception)
-def unexpected(error: Exception) -> Response[str]:
-    logger.exception("unexpected error")
-    return json_response(500, {"error": "internal_error"})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
