@@ -202,15 +202,21 @@ def run(client: StackClient, timeout: float, seed: int) -> bool:
     return matched == len(reports) and len(reports) == 2 * len(SUFFIXES)
 
 
-def start_sam(state_dir: Path, info: StackInfo, resources: contextlib.ExitStack) -> StackInfo:
-    """The functions served by `sam local start-api` / `start-lambda` for a `--functions none` stack;
-    what it starts, `resources` stops. Returns the stack's info with start-api as API and webhook."""
-    workdir = state_dir / "sam"
+def provision_sam(workdir: Path) -> serve.Provisioned:
+    """Engine, image and a fresh build, as the sam_local tests have them: without an engine, outside
+    CI, serve.EngineMissing (the demo says so and fails); in CI one is started."""
     workdir.mkdir(parents=True, exist_ok=True)
     for old_log in workdir.glob("start-*.log"):  # a log per port: only this run's
         old_log.unlink()
     note("sam local: Docker engine, Lambda image and `sam build` ...")
-    provisioned = serve.provision(workdir, start_missing_engine=serve.in_ci())
+    return serve.provision(workdir, start_missing_engine=serve.in_ci())
+
+
+def serve_with_sam(
+    info: StackInfo, provisioned: serve.Provisioned, workdir: Path, resources: contextlib.ExitStack
+) -> StackInfo:
+    """The functions of a `--functions none` stack served by sam local; what is started here,
+    `resources` stops. Returns the stack's info with start-api as API and webhook."""
     note(f"sam local: starting start-api and start-lambda (image {provisioned.image}, warm containers) ...")
     served = resources.enter_context(serve.serve_stack(info, provisioned, workdir))
     note(
@@ -266,10 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             info = StackInfo.load(args.stack_file)
         elif args.sam:
             step(1, "Starting a local stack (moto, Ocelot sandbox) and sam local serving the functions")
+            workdir = args.state_dir.resolve() / "sam"
+            provisioned = provision_sam(workdir)  # before anything starts: no engine, no stack
             stack = StackProcess(args.state_dir.resolve(), ["--functions", "none"])
             info = stack.start(timeout=60.0)
             note(f"stack ready in {time.monotonic() - started:.1f}s (log: {stack.log_path})")
-            info = start_sam(args.state_dir.resolve(), info, resources)
+            info = serve_with_sam(info, provisioned, workdir, resources)
             note(f"ready in {time.monotonic() - started:.1f}s")
         else:
             step(
@@ -305,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stack is not None:
             print(f"stack log: {stack.log_path}", file=sys.stderr)
     finally:
-        if args.sam:
+        if args.sam and stack is not None:  # sam local starts only once the stack runs
             print("\nStopping sam local (start-api, start-lambda, their containers) ...", end=" ", flush=True)
             try:
                 resources.close()
