@@ -4,6 +4,8 @@
 #   make local-status   is it running, and where
 #   make local-down     stop it (and everything it started)
 #   make demo           fresh stack, one batch by API + one by SQS, table of outcomes, stop
+#   make demo SAM=1     the same, the functions served by sam local start-api / start-lambda
+#                       (needs a Docker engine: `make docker-up`; docs/local-stack.md)
 #   make integration    the integration tests (their own stacks on free ports)
 
 LOCAL_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
@@ -24,8 +26,10 @@ local-down: install ## Stop the local stack started by local-up
 local-status: install ## Show whether the local stack runs, and its endpoints
 	@$(LOCAL_PYTHON) -m tools.local.stack status --state-dir "$(LOCAL_STATE_DIR)"
 
-demo: install ## Send ~20 SMS through a local stack (API + SQS), check every outcome, stop it
-	$(LOCAL_PYTHON) -m tools.local.demo --state-dir "$(LOCAL_STATE_DIR)/demo" $(DEMO_ARGS)
+# SAM=1: the demo itself checks the engine (a clear error without one, no fallback), makes sure of
+# the image and a fresh `sam build`, so the prerequisites stay the same as without it.
+demo: install ## Send ~20 SMS through a local stack (API + SQS), check every outcome, stop it (SAM=1: via sam local)
+	$(LOCAL_PYTHON) -m tools.local.demo --state-dir "$(LOCAL_STATE_DIR)/demo" $(if $(SAM),--sam) $(DEMO_ARGS)
 
 integration: install ## Integration tests against local stacks (pytest -m integration)
 	$(LOCAL_PYTHON) -m pytest tests/integration -m integration -q $(PYTEST_ARGS)

@@ -30,28 +30,13 @@ from tools.sam_local.env_vars import ENDPOINT_VARIABLE, for_sam, from_stack
 _prefixes = itertools.count(1)
 
 
-@dataclass(frozen=True)
-class Provisioned:
-    image: str
-    template: Path
-    undeclared_endpoint: list[str]  # functions whose built template lacks AWS_ENDPOINT_URL
-
-
-def _provision(workdir: Path) -> Provisioned:
+def _provision(workdir: Path) -> harness.Provisioned:
     """Engine, image and build, or skip (outside CI, no engine) / fail (anything else)."""
-    problem = harness.engine_problem()
-    if problem is not None:
-        if not harness.in_ci():
-            pytest.skip(f"sam_local: no Docker engine ({problem}); `make docker-up` starts one")
-        harness.start_engine()  # CI: install and start one; ProvisionError fails every test
-        problem = harness.engine_problem()
-        if problem is not None:
-            raise harness.ProvisionError(f"CI: the Docker engine still does not answer: {problem}")
-    image = harness.ensure_image()
-    if not harness.build_is_fresh():
-        harness.sam_build(harness.sam_environment(None, workdir / "sam-cli"))
-    template, missing = harness.endpoint_template(workdir)
-    return Provisioned(image, template, missing)
+    try:
+        # CI: install and start an engine if none answers; ProvisionError fails every test
+        return harness.provision(workdir, start_missing_engine=harness.in_ci())
+    except harness.EngineMissing as missing:
+        pytest.skip(f"sam_local: no Docker engine ({missing}); `make docker-up` starts one")
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -69,7 +54,7 @@ def loopback_only() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Provisioned:
+def provisioned(tmp_path_factory: pytest.TempPathFactory) -> harness.Provisioned:
     try:
         ready = _provision(tmp_path_factory.mktemp("provision"))
     except harness.ProvisionError as error:
@@ -87,7 +72,9 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Provisioned:
 
 
 @pytest.fixture(scope="session")
-def session_stack(provisioned: Provisioned, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+def session_stack(
+    provisioned: harness.Provisioned, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StackInfo]:
     """The local stack (tools/local) with the functions left to sam local: moto + Ocelot sandbox."""
     stack = StackProcess(tmp_path_factory.mktemp("stack"), ["--functions", "none"])
     try:
@@ -98,7 +85,7 @@ def session_stack(provisioned: Provisioned, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="session")
 def sam(
-    provisioned: Provisioned, session_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
+    provisioned: harness.Provisioned, session_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
 ) -> harness.SamLocal:
     workdir = tmp_path_factory.mktemp("sam")
     env = harness.sam_environment(session_stack.aws_endpoint_url, workdir / "sam-cli")

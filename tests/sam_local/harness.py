@@ -1,228 +1,36 @@
-"""Driving `sam local` from tests: the engine, the image and the build, invocations, start-api.
+"""Driving `sam local` from tests: what tools/sam_local/serve.py provides (the engine, the image and
+the build, start-api, start-lambda), plus `sam local invoke` of single events.
 
-Everything SAM runs comes from `sam build`'s output (.aws-sam/build: the functions mounted at
-/var/task, the layer baked in at /opt/python); every address handed to SAM or to a function is
-127.0.0.1, and the containers share the host's network so they reach the moto server and the
-Ocelot sandbox there.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import importlib.util
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.sam_local.env_vars import ENDPOINT_VARIABLE, declared_names, document
-from tools.sam_local.env_vars import LOOPBACK as LOOPBACK
-from tools.template_resources import load_template
+from tools.sam_local import serve
 
-ROOT = Path(__file__).resolve().parents[2]
+# Re-exported from serve.py, so the tests name everything `harness.X`.
+ROOT = serve.ROOT
+BUILD_DIR = serve.BUILD_DIR
+BUILT_TEMPLATE = serve.BUILT_TEMPLATE
+LOOPBACK = serve.LOOPBACK
+ProvisionError = serve.ProvisionError
+EngineMissing = serve.EngineMissing
+Provisioned = serve.Provisioned
+SamServer = serve.SamServer
+free_port = serve.free_port
+in_ci = serve.in_ci
+provision = serve.provision
+run = serve.run
+sam_command = serve.sam_command
+sam_environment = serve.sam_environment
+
 EVENTS_DIR = ROOT / "events"
-BUILD_DIR = ROOT / ".aws-sam" / "build"
-BUILT_TEMPLATE = BUILD_DIR / "template.yaml"
-# Only while template.yaml does not declare AWS_ENDPOINT_URL; see endpoint_template().
-ENDPOINT_TEMPLATE_NAME = "template.endpoint.json"  # JSON is YAML: SAM reads it as a template
-TOOLS = ROOT / "tools" / "sam_local"
-# What `sam build` reads: a change to any of them makes the build stale.
-BUILD_INPUTS = (ROOT / "template.yaml", ROOT / "samconfig.toml", ROOT / "functions", ROOT / "layers")
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-# Passed through to SAM from the test's environment; nothing else is (SAM hands any shell
-# variable named like a template variable to the functions, so the environment starts empty).
-PASSTHROUGH = (
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "TMPDIR",
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-    "DOCKER_CERT_PATH",
-    "DOCKER_TLS_VERIFY",
-    "PYENV_ROOT",
-)
-
-
-class ProvisionError(RuntimeError):
-    """The engine, the image or the build could not be made ready."""
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def run(
-    command: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(command),
-        cwd=ROOT,
-        env=dict(env) if env is not None else None,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-# ---- provisioning ------------------------------------------------------------------------------
-
-
-def engine_problem() -> str | None:
-    """None when a Docker engine answers `docker info`, else why not."""
-    if shutil.which("docker") is None:
-        return "no docker client on PATH"
-    try:
-        result = run(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=20)
-    except subprocess.TimeoutExpired:
-        return "`docker info` did not answer within 20 s"
-    if result.returncode != 0:
-        return f"`docker info` failed: {_tail(result.stderr, 1) or result.returncode}"
-    return None
-
-
-def start_engine() -> None:
-    """tools/sam_local/ensure-docker.sh: installs docker.io if needed and starts dockerd (root)."""
-    result = run(["bash", str(TOOLS / "ensure-docker.sh")], timeout=900)
-    if result.returncode != 0:
-        raise ProvisionError(f"ensure-docker.sh failed:\n{_tail(result.stdout + result.stderr)}")
-
-
-def ensure_image() -> str:
-    """tools/sam_local/ensure-image.sh: the image to pass as --invoke-image (built if missing)."""
-    result = run(["bash", str(TOOLS / "ensure-image.sh")], timeout=1800)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise ProvisionError(f"ensure-image.sh failed:\n{_tail(result.stderr)}")
-    return lines[-1].strip()
-
-
-def _newest_mtime(paths: Sequence[Path]) -> float:
-    newest = 0.0
-    for path in paths:
-        if path.is_file():
-            newest = max(newest, path.stat().st_mtime)
-        elif path.is_dir():
-            for dirpath, dirnames, filenames in os.walk(path):
-                dirnames[:] = [d for d in dirnames if d != "__pycache__"]
-                # A directory's own mtime changes when a file in it is added or removed.
-                newest = max(newest, Path(dirpath).stat().st_mtime)
-                newest = max((newest, *(Path(dirpath, f).stat().st_mtime for f in filenames)))
-    return newest
-
-
-def build_is_fresh() -> bool:
-    return BUILT_TEMPLATE.is_file() and BUILT_TEMPLATE.stat().st_mtime >= _newest_mtime(BUILD_INPUTS)
-
-
-def sam_command() -> list[str]:
-    """SAM CLI through tools/sam_local/sam.py: `--docker-network host` then really means the host's
-    network (SAM 1.170 ignores it), so containers reach the local stack on 127.0.0.1."""
-    if importlib.util.find_spec("samcli") is None:
-        raise ProvisionError("the SAM CLI is not installed in this Python (make install)")
-    return [sys.executable, "-m", "tools.sam_local.sam"]
-
-
-def sam_environment(aws_endpoint_url: str | None, app_dir: Path) -> dict[str, str]:
-    """The environment every sam command runs with: fake credentials, AWS on loopback, no telemetry.
-
-    tools/sam_local/sam.py already keeps SAM off the network (no STS call, no version check);
-    AWS_ENDPOINT_URL is there for anything else SAM might ask AWS. __SAM_CLI_APP_DIR keeps SAM's
-    own state (installation id, last version check) out of the developer's ~/.aws-sam.
-    """
-    env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
-    bin_dir = str(Path(sys.executable).parent)
-    # The venv first: `sam build` needs the python3.13 it provides for runtime python3.13.
-    env["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "/usr/bin:/bin")])
-    env.update(FAKE_AWS)
-    if aws_endpoint_url:
-        env["AWS_ENDPOINT_URL"] = aws_endpoint_url
-    env.update(
-        {
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "SAM_CLI_TELEMETRY": "0",
-            "__SAM_CLI_APP_DIR": str(app_dir),
-            # tools/sam_local/sam.py stops SAM (and so its containers) if this test run dies.
-            "SAMLOCAL_PARENT_PID": str(os.getpid()),
-        }
-    )
-    app_dir.mkdir(parents=True, exist_ok=True)
-    metadata = app_dir / "metadata.json"
-    if not metadata.exists():
-        metadata.write_text(
-            json.dumps({"telemetryEnabled": False, "lastVersionCheck": time.time() + 30 * 86400})
-        )
-    return env
-
-
-def sam_build(env: Mapping[str, str]) -> None:
-    result = run([*sam_command(), "build", "--template", "template.yaml"], timeout=900, env=env)
-    if result.returncode != 0:
-        raise ProvisionError(f"sam build failed:\n{_tail(result.stdout + result.stderr, 25)}")
-
-
-def endpoint_template(workdir: Path) -> tuple[Path, list[str]]:
-    """The built template to run, and the functions that do not declare AWS_ENDPOINT_URL.
-
-    SAM passes a function only the variables its template declares, and drops the rest of
-    --env-vars silently. While template.yaml does not declare AWS_ENDPOINT_URL, the functions would
-    call real AWS; so we run a copy of the BUILT template with that one declaration added to Globals,
-    its CodeUri/ContentUri made absolute so they still name the built artifacts. Once template.yaml
-    declares it, .aws-sam/build/template.yaml itself is used.
-    """
-    built = copy.deepcopy(load_template(BUILT_TEMPLATE))
-    missing = [name for name, names in declared_names(built).items() if ENDPOINT_VARIABLE not in names]
-    if not missing:
-        return BUILT_TEMPLATE, []
-    for spec in built.get("Resources", {}).values():
-        properties = spec.get("Properties") or {}
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(key), str) and not Path(properties[key]).is_absolute():
-                properties[key] = str(BUILD_DIR / properties[key])
-    variables = (
-        built.setdefault("Globals", {})
-        .setdefault("Function", {})
-        .setdefault("Environment", {})
-        .setdefault("Variables", {})
-    )
-    variables[ENDPOINT_VARIABLE] = ""
-    overlay = workdir / ENDPOINT_TEMPLATE_NAME
-    built["Description"] = (
-        f"{BUILT_TEMPLATE} plus Globals.Function.Environment.Variables.{ENDPOINT_VARIABLE} "
-        "(tests/sam_local/harness.py; see docs/sam-local.md)"
-    )
-    overlay.write_text(json.dumps(built, indent=1))
-    return overlay, missing
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
-# ---- invocations ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -248,44 +56,12 @@ class Invocation:
         return json.loads(self.payload["body"])
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.stderr, lines)
+        return serve.tail(self.stderr, lines)
 
 
 @dataclass
-class SamLocal:
-    """`sam local` as the tests run it: one image, the built template, AWS on loopback."""
-
-    image: str
-    template: Path
-    env: dict[str, str]
-    workdir: Path
-    _files: int = field(default=0, init=False)
-
-    def common_flags(self, env_file: Path) -> list[str]:
-        return [
-            "--template",
-            str(self.template),
-            "--env-vars",
-            str(env_file),
-            "--invoke-image",
-            self.image,
-            "--skip-pull-image",
-            "--docker-network",
-            "host",
-            "--container-host",
-            LOOPBACK,
-            "--container-host-interface",
-            LOOPBACK,
-        ]
-
-    def write_json(self, stem: str, content: Any) -> Path:
-        self._files += 1
-        path = self.workdir / f"{self._files:03d}-{stem}.json"
-        path.write_text(json.dumps(content, indent=2))
-        return path
-
-    def env_file(self, values: Mapping[str, str]) -> Path:
-        return self.write_json("env-vars", document(values))
+class SamLocal(serve.SamLocal):
+    """serve.SamLocal (start-api, start-lambda) plus one-off `sam local invoke`s."""
 
     def invoke(
         self,
@@ -311,92 +87,3 @@ class SamLocal:
         return Invocation(
             function, event, result.returncode, result.stdout, result.stderr, time.monotonic() - started
         )
-
-    @contextlib.contextmanager
-    def start_api(
-        self, variables: Mapping[str, str], port: int, *, ready_timeout: float = 120
-    ) -> Iterator[ApiProcess]:
-        command = [
-            *sam_command(),
-            "local",
-            "start-api",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(port),
-            "--warm-containers",
-            "EAGER",
-            "--no-watch",
-            *self.common_flags(self.env_file(variables)),
-        ]
-        log_path = self.workdir / f"start-api-{port}.log"
-        with log_path.open("w") as log:
-            # Its own session: SIGTERM/SIGKILL reach it (and nothing of ours) by its pid alone.
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        api = ApiProcess(process, f"http://{LOOPBACK}:{port}", log_path)
-        try:
-            api.wait_ready(ready_timeout)
-            yield api
-        finally:
-            api.stop()
-
-
-@dataclass
-class ApiProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-    stopped_cleanly: bool | None = None
-    leftover_containers: list[str] = field(default_factory=list)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def container_ids(self) -> list[str]:
-        """The warm containers SAM started (it prints SAM_CONTAINER_ID for each)."""
-        return [
-            line.split(":", 1)[1].strip()
-            for line in self.log().splitlines()
-            if line.startswith("SAM_CONTAINER_ID:")
-        ]
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        host, port = self.url.removeprefix("http://").split(":")
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ProvisionError(
-                    f"sam local start-api exited ({self.process.returncode}):\n{_tail(self.log(), 30)}"
-                )
-            if f"Running on {self.url}" in self.log():
-                with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=1):
-                    return
-            time.sleep(0.2)
-        raise ProvisionError(f"sam local start-api not ready after {timeout:.0f} s:\n{_tail(self.log(), 30)}")
-
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM (a backgrounded start-api ignores SIGINT), SIGKILL if it lingers; then make sure
-        none of its containers is left (SAM removes them itself when it stops cleanly)."""
-        containers = self.container_ids()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-                self.stopped_cleanly = True
-            except subprocess.TimeoutExpired:
-                self.stopped_cleanly = False
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        for container in containers:
-            if run(["docker", "inspect", container], timeout=30).returncode == 0:
-                self.leftover_containers.append(container)
-                run(["docker", "rm", "-f", container], timeout=60)

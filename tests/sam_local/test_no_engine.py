@@ -1,4 +1,5 @@
-"""Without a Docker engine: one skip line outside CI, failures with CI=true (never a skip).
+"""Without a Docker engine: one skip line outside CI, failures with CI=true (never a skip); and
+`make demo SAM=1` outside CI fails with a clear error (no fallback to in-process functions).
 
 Each case runs test_events.py in a child pytest whose DOCKER_HOST names a socket nobody serves,
 so no engine answers (ensure-docker.sh refuses to start a local engine for a custom DOCKER_HOST,
@@ -74,3 +75,29 @@ def test_in_ci_a_missing_engine_is_a_failure_never_a_skip(tmp_path: Path) -> Non
     assert "skipped" not in output.splitlines()[-1], output
     assert "sam_local provisioning failed (CI)" in output
     assert "does not answer 'docker info'" in output
+
+
+def test_make_demo_sam_without_an_engine_says_so_and_fails(tmp_path: Path) -> None:
+    """Given no Docker engine answers and CI is not set,
+    When the demo runs in SAM mode (what `make demo SAM=1` runs),
+    Then it exits nonzero at once with an error naming the missing engine and how to start one,
+    without falling back to in-process functions and without starting a stack."""
+    env = {k: v for k, v in os.environ.items() if k != "CI" and not k.startswith("COV_CORE")}
+    env["DOCKER_HOST"] = f"unix://{tmp_path / 'no-engine.sock'}"
+    state_dir = tmp_path / "demo"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.local.demo", "--sam", "--state-dir", str(state_dir)],
+        cwd=harness.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "`make demo SAM=1` needs a Docker engine, and none answers" in result.stderr
+    assert "make docker-up" in result.stderr
+    assert "[2/6]" not in result.stdout  # the demo proper never ran
+    assert not (state_dir / "stack.log").exists()  # nor did a stack start

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.sam_local import harness
-from tests.sam_local.conftest import LocalAws, Provisioned, isolated_aws
+from tests.sam_local.conftest import LocalAws, isolated_aws
 from tools.local.client import SentMessage
 from tools.local.process import StackProcess
 from tools.local.stackinfo import StackInfo
@@ -40,7 +40,7 @@ LAYER_IN_CONTAINER = "/opt/python/ocelot_sms/store.py"
 
 
 @pytest.fixture
-def own_stack(provisioned: Provisioned, tmp_path: Path) -> Iterator[StackInfo]:
+def own_stack(provisioned: harness.Provisioned, tmp_path: Path) -> Iterator[StackInfo]:
     """A stack of its own: a sandbox with no callbacks pending from other tests."""
     stack = StackProcess(tmp_path / "stack", ["--functions", "none", "--seed", "7"])
     try:
@@ -71,7 +71,7 @@ def docker_exec(container: str, code: str) -> str:
     return result.stdout.strip()
 
 
-def check_containers(api: harness.ApiProcess) -> dict[str, str]:
+def check_containers(api: harness.SamServer) -> dict[str, str]:
     """Every warm container: the host's network, only its BUILT function mounted (at /var/task), and
     the BUILT layer at /opt/python. Returns function name -> container id."""
     functions: dict[str, str] = {}

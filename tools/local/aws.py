@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 from urllib.parse import parse_qs
 
 import boto3
+from botocore.config import Config
 
 from tools.local.serving import ServerThread
 from tools.template_resources import create_queue_pair, create_table, resource
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_lambda.client import LambdaClient
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
     from mypy_boto3_sqs.client import SQSClient
 
@@ -68,6 +70,15 @@ def sqs_client(endpoint_url: str, region: str) -> SQSClient:
 
 def secretsmanager_client(endpoint_url: str, region: str) -> SecretsManagerClient:
     return boto3.client("secretsmanager", endpoint_url=endpoint_url, region_name=region, **_credentials())
+
+
+def lambda_client(endpoint_url: str, region: str, read_timeout: float) -> LambdaClient:
+    """For a local Lambda Invoke API (sam local start-lambda): one attempt per invocation (a retry
+    would run the function again), and a read timeout that outlasts the function's own."""
+    config = Config(connect_timeout=5, read_timeout=read_timeout, retries={"total_max_attempts": 1})
+    return boto3.client(
+        "lambda", endpoint_url=endpoint_url, region_name=region, config=config, **_credentials()
+    )
 
 
 class AtomicRequests:

@@ -5,11 +5,16 @@ sandbox's chaos, submits one batch through the API and one through the send queu
 cover every scripted outcome), shows the callbacks arriving, prints one line per message and exits
 0 only if every message ended in the status the sandbox scripted, with no event lost or stored twice.
 Everything is time-bound, and what it started it stops, also on Ctrl-C.
+
+With --sam (`make demo SAM=1`) the stack serves no functions itself (`--functions none`): `sam local
+start-api` serves the API and the webhook, `sam local start-lambda` the queue's function (through the
+same SqsPoller), in containers of the Lambda image; the driver below is the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
@@ -21,10 +26,11 @@ from types import FrameType
 from typing import Any
 
 from ocelot_sms.observability import mask_phone
-from tools.local import ROOT
+from tools.local import ROOT, netguard
 from tools.local.client import MessageReport, SentMessage, StackClient, WaitTimeout, wait_for
 from tools.local.process import StackProcess, StackStartError
 from tools.local.stackinfo import StackInfo
+from tools.sam_local import serve
 
 # The sandbox's script: last four digits -> final status (see tools/local/sandbox.py).
 SUFFIXES = ("0001", "0002", "0003", "0010", "0011", "0012", "0013", "0014", "0015", "0016")
@@ -196,16 +202,55 @@ def run(client: StackClient, timeout: float, seed: int) -> bool:
     return matched == len(reports) and len(reports) == 2 * len(SUFFIXES)
 
 
+def provision_sam(workdir: Path) -> serve.Provisioned:
+    """Engine, image and a fresh build, as the sam_local tests have them: without an engine, outside
+    CI, serve.EngineMissing (the demo says so and fails); in CI one is started."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old_log in workdir.glob("start-*.log"):  # a log per port: only this run's
+        old_log.unlink()
+    note("sam local: Docker engine, Lambda image and `sam build` ...")
+    return serve.provision(workdir, start_missing_engine=serve.in_ci())
+
+
+def serve_with_sam(
+    info: StackInfo, provisioned: serve.Provisioned, workdir: Path, resources: contextlib.ExitStack
+) -> StackInfo:
+    """The functions of a `--functions none` stack served by sam local; what is started here,
+    `resources` stops. Returns the stack's info with start-api as API and webhook."""
+    note(f"sam local: starting start-api and start-lambda (image {provisioned.image}, warm containers) ...")
+    served = resources.enter_context(serve.serve_stack(info, provisioned, workdir))
+    note(
+        f"functions served by sam local: start-api {served.api.url}, start-lambda {served.lambdas.url} "
+        f"(SQS poller -> {', '.join(p.status()['function'] for p in served.pollers)}; "
+        f"logs: {served.api.log_path}, {served.lambdas.log_path})"
+    )
+    return served.info
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.local.demo", description=__doc__)
     parser.add_argument("--stack-file", type=Path, help="use this running stack instead of starting one")
     parser.add_argument("--state-dir", type=Path, default=ROOT / ".local" / "demo")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole demo")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds for the whole demo (with --sam: from when sam local serves the functions)",
+    )
+    parser.add_argument(
+        "--sam",
+        action="store_true",
+        help="serve the functions with `sam local start-api` / `start-lambda` (needs a Docker engine)",
+    )
     args = parser.parse_args(argv)
+    if args.sam and args.stack_file:
+        parser.error("--sam starts a stack of its own: it does not take --stack-file")
 
     started = time.monotonic()
     print("ocelot-sms demo: the whole job on one machine, no AWS account")
+    # This process talks to the stack and to sam local, on 127.0.0.1 only.
+    netguard.install()
 
     received: list[int] = []
 
@@ -218,11 +263,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
     stack: StackProcess | None = None
+    # What SAM mode starts on top of the stack (sam local servers, their containers, the poller).
+    resources = contextlib.ExitStack()
     code = 2
     try:
         if args.stack_file:
             step(1, f"Using the running stack described in {args.stack_file}")
             info = StackInfo.load(args.stack_file)
+        elif args.sam:
+            step(1, "Starting a local stack (moto, Ocelot sandbox) and sam local serving the functions")
+            workdir = args.state_dir.resolve() / "sam"
+            provisioned = provision_sam(workdir)  # before anything starts: no engine, no stack
+            stack = StackProcess(args.state_dir.resolve(), ["--functions", "none"])
+            info = stack.start(timeout=60.0)
+            note(f"stack ready in {time.monotonic() - started:.1f}s (log: {stack.log_path})")
+            info = serve_with_sam(info, provisioned, workdir, resources)
+            note(f"ready in {time.monotonic() - started:.1f}s")
         else:
             step(
                 1,
@@ -233,9 +289,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             note(f"ready in {time.monotonic() - started:.1f}s (log: {stack.log_path})")
         note(f"API {info.api_url} | webhook {info.webhook_url}")
         note(f"sandbox {info.sandbox_url} | AWS {info.aws_endpoint_url}")
+        # Starting sam local takes its own (bounded) time: with --sam the timeout is for the demo proper.
+        budget_from = time.monotonic() if args.sam else started
         with StackClient(info) as client:
-            passed = run(client, max(10.0, args.timeout - (time.monotonic() - started)), args.seed)
+            passed = run(client, max(10.0, args.timeout - (time.monotonic() - budget_from)), args.seed)
         code = 0 if passed else 1
+    except serve.EngineMissing as missing:
+        print(
+            f"\nERROR: `make demo SAM=1` needs a Docker engine, and none answers ({missing}).\n"
+            "`make docker-up` starts one; `make demo` serves the functions without one.",
+            file=sys.stderr,
+        )
     except (WaitTimeout, StackStartError, RuntimeError, OSError) as error:
         print(f"\nERROR: {error}", file=sys.stderr)
         if stack is not None:
@@ -249,6 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stack is not None:
             print(f"stack log: {stack.log_path}", file=sys.stderr)
     finally:
+        if args.sam and stack is not None:  # sam local starts only once the stack runs
+            print("\nStopping sam local (start-api, start-lambda, their containers) ...", end=" ", flush=True)
+            try:
+                resources.close()
+                print("stopped.")
+            except Exception as error:  # the stack is stopped all the same
+                print(f"FAILED: {error}")
+                code = code or 2
         if stack is not None:
             print("\nStopping the local stack ...", end=" ", flush=True)
             exit_code = stack.stop()

@@ -5,13 +5,15 @@ execution environment handles one event at a time, and the handlers keep per-con
 the Sender's deadline and Powertools' batch processor), while different functions run concurrently.
 
 Anything that serves events (the HTTP API front, the SQS poller) goes through the `Invoker` protocol,
-so `sam local start-lambda` can take this module's place without changing them.
+so `sam local start-lambda` can take this module's place without changing them: `EndpointInvoker`
+invokes through its Lambda Invoke API (`make demo SAM=1`).
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import json
 import logging
 import sys
 import threading
@@ -139,6 +141,57 @@ class InProcessFunctions:
     def history(self) -> list[dict[str, Any]]:
         with self._history_lock:
             return [invocation.summary() for invocation in self._history]
+
+
+class EndpointInvoker:
+    """Invokes through a Lambda Invoke API on loopback (`sam local start-lambda`) with boto3, one call
+    at a time per function as InProcessFunctions does, and answers with the same `Invocation`: the
+    function's result as `payload`, or, when Lambda reports a function error, its error as `error`
+    (and its error document as `payload`). A failed call to the endpoint itself raises."""
+
+    # Lambda's longest timeout: an invocation is never given up while the function may still run.
+    READ_TIMEOUT_SECONDS = 900.0
+
+    def __init__(self, endpoint_url: str, region: str) -> None:
+        from tools.local.aws import lambda_client
+
+        self.endpoint_url = endpoint_url
+        self._client = lambda_client(endpoint_url, region, self.READ_TIMEOUT_SECONDS)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def invoke(self, function: str, event: dict[str, Any], trigger: str) -> Invocation:
+        with self._locks_lock:
+            lock = self._locks.setdefault(function, threading.Lock())
+        with lock:
+            started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+            start = time.monotonic()
+            response = self._client.invoke(
+                FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
+            )
+            raw = response["Payload"].read()
+            duration = time.monotonic() - start
+        payload = json.loads(raw) if raw.strip() else None
+        error: str | None = None
+        if response.get("FunctionError"):
+            document = payload if isinstance(payload, dict) else {}
+            error = (
+                f"{document.get('errorType', response['FunctionError'])}: {document.get('errorMessage', raw)}"
+            )
+            log.error("%s raised (Lambda reports a function error): %s", function, error)
+        return Invocation(
+            function=function,
+            trigger=trigger,
+            request_id=response["ResponseMetadata"].get("RequestId", ""),
+            started_at=started_at,
+            duration_ms=round(duration * 1000, 1),
+            payload=payload,
+            error=error,
+            records=len(event["Records"]) if isinstance(event.get("Records"), list) else None,
+        )
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def merged_environment(specs: Sequence[FunctionSpec], overrides: Mapping[str, str]) -> dict[str, str]:

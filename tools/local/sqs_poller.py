@@ -22,6 +22,7 @@ from collections import Counter
 from typing import Any
 
 from tools.local.lambdas import Invocation, Invoker
+from tools.local.stackinfo import StackInfo
 from tools.local.template_env import SqsSource
 
 log = logging.getLogger("local.sqs")
@@ -193,3 +194,30 @@ class SqsPoller:
             len(failed),
         )
         return len(messages)
+
+
+def stack_pollers(info: StackInfo, invoker: Invoker) -> list[SqsPoller]:
+    """Pollers for a stack's event source mappings (stack.json `sqs.sources`) that invoke through
+    `invoker`: what the stack runs itself with in-process functions, for a stack started with
+    `--functions none` whose functions something else serves (sam local start-lambda). Not started."""
+    from tools.local.aws import sqs_client
+
+    sqs = sqs_client(info.aws_endpoint_url, info.region)
+    return [
+        SqsPoller(
+            invoker,
+            entry["function"],
+            SqsSource(
+                queue=entry["queue"],
+                batch_size=int(entry["batch_size"]),
+                batching_window_seconds=float(entry["batching_window_seconds"]),
+                report_batch_item_failures=bool(entry["report_batch_item_failures"]),
+            ),
+            sqs,
+            entry["queue_url"],
+            entry["queue_arn"],
+            info.region,
+            int(info.sqs["visibility_timeout_seconds"]),
+        )
+        for entry in info.sqs.get("sources", [])
+    ]

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -203,9 +203,9 @@ class LocalStack:
         log.info("API front on %s (routes: %s)", front_server.url, sorted(front.routes))
 
         api_url = webhook_url = None
+        webhook_path = next(r.path for s in specs if s.logical_id == WEBHOOK_FUNCTION for r in s.routes)
         if invoker is not None:
             api_url = front_server.url
-            webhook_path = next(r.path for s in specs if s.logical_id == WEBHOOK_FUNCTION for r in s.routes)
             webhook_url = f"{front_server.url}{webhook_path}"
             sandbox.configure(webhook_url=webhook_url)
             sqs = sqs_client(moto.url, REGION)
@@ -253,10 +253,22 @@ class LocalStack:
             function_env={k: v for k, v in function_env.items() if not k.startswith("AWS_")},
             functions_served=sorted(invoker.specs) if invoker else [],
             function_errors=dict(invoker.load_errors) if invoker else {},
+            webhook_path=webhook_path,
             sqs={
                 "visibility_timeout_seconds": options.visibility_timeout,
                 "max_receive_count": int(redrive.get("maxReceiveCount", 0)),
                 "batch_size": next((s.batch_size for spec in specs for s in spec.sqs_sources), None),
+                # The event source mappings, resolved: what a poller outside the stack needs.
+                "sources": [
+                    {
+                        "function": spec.logical_id,
+                        **asdict(source),
+                        "queue_url": resources.refs[source.queue],
+                        "queue_arn": resources.arns[source.queue],
+                    }
+                    for spec in specs
+                    for source in spec.sqs_sources
+                ],
             },
             seed=options.seed,
             aws_pid=getattr(moto, "pid", None),

@@ -38,6 +38,7 @@ class StackInfo:
     aws_credentials: dict[str, str]  # fake, for boto3 clients pointed at aws_endpoint_url
     api_url: str | None = None  # base URL: POST {api_url}/batches
     webhook_url: str | None = None  # where the sandbox sends callbacks
+    webhook_path: str | None = None  # the webhook's route, whoever serves it (sam local start-api too)
     function_env: dict[str, str] = field(default_factory=dict)
     functions_served: list[str] = field(default_factory=list)
     function_errors: dict[str, str] = field(default_factory=dict)  # logical id -> why it does not load
