@@ -7,10 +7,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from tools.chaos.run import CI_MESSAGES, DEFAULT_OUT, run_chaos
 from tools.local import ROOT, netguard
+from tools.local.process import interrupt_on_signals
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,15 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if not received:  # a second signal does not interrupt the cleanup
-            received.append(signum)
-            raise KeyboardInterrupt
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, on_signal)
+    received = interrupt_on_signals()
     netguard.install()  # this process talks to the stack on loopback only
     out = None if str(args.out) == "-" else args.out.resolve()
     try:

@@ -22,13 +22,12 @@ import traceback
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from ocelot_sms.observability import mask_phone
 from tools.local import ROOT, netguard
 from tools.local.client import MessageReport, SentMessage, StackClient, WaitTimeout, wait_for
-from tools.local.process import StackProcess, StackStartError
+from tools.local.process import StackProcess, StackStartError, interrupt_on_signals
 from tools.local.stackinfo import StackInfo
 from tools.sam_local import serve
 
@@ -252,16 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # This process talks to the stack and to sam local, on 127.0.0.1 only.
     netguard.install()
 
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if not received:  # a second signal does not interrupt the cleanup
-            received.append(signum)
-            raise KeyboardInterrupt
-
-    # Set explicitly: a shell starts background jobs with SIGINT ignored, and Ctrl-C must still stop us.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, on_signal)
+    received = interrupt_on_signals()
     stack: StackProcess | None = None
     # What SAM mode starts on top of the stack (sam local servers, their containers, the poller).
     resources = contextlib.ExitStack()

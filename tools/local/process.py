@@ -14,9 +14,27 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from tools.local import ROOT
 from tools.local.stackinfo import LOG_FILE, STACK_FILE, StackInfo
+
+
+def interrupt_on_signals() -> list[int]:
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt once, so a command's cleanup runs; a second
+    signal does not interrupt that cleanup. Returns the list the first signal number lands in.
+
+    Set explicitly: a shell starts background jobs with SIGINT ignored, and Ctrl-C must still stop us."""
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    return received
 
 
 class StackStartError(RuntimeError):
