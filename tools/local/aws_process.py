@@ -214,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         while not stop.wait(0.5):
             pass
     finally:
+        # A request thread stuck on a connection must not keep an orphan alive: exit regardless.
+        deadline = threading.Timer(5.0, os._exit, args=(0,))
+        deadline.daemon = True
+        deadline.start()
         moto.stop()
     return 0
 
