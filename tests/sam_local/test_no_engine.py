@@ -21,13 +21,19 @@ from tests.sam_local import harness
 pytestmark = pytest.mark.sam_local
 
 
-def child_pytest(tmp_path: Path, ci: bool) -> subprocess.CompletedProcess[str]:
-    # Nothing of this run leaks in: not CI, not pytest's options, not pytest-cov's subprocess hooks.
+def no_engine_env(tmp_path: Path, ci: bool) -> dict[str, str]:
+    """This environment with DOCKER_HOST on a socket nothing serves. Nothing of this run leaks in:
+    not CI, not pytest's options, not pytest-cov's subprocess hooks."""
     dropped = ("CI", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")
     env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("COV_CORE")}
     env["DOCKER_HOST"] = f"unix://{tmp_path / 'no-engine.sock'}"
     if ci:
         env["CI"] = "true"
+    return env
+
+
+def child_pytest(tmp_path: Path, ci: bool) -> subprocess.CompletedProcess[str]:
+    env = no_engine_env(tmp_path, ci)
     return subprocess.run(
         [
             sys.executable,
@@ -82,8 +88,7 @@ def test_make_demo_sam_without_an_engine_says_so_and_fails(tmp_path: Path) -> No
     When the demo runs in SAM mode (what `make demo SAM=1` runs),
     Then it exits nonzero at once with an error naming the missing engine and how to start one,
     without falling back to in-process functions and without starting a stack."""
-    env = {k: v for k, v in os.environ.items() if k != "CI" and not k.startswith("COV_CORE")}
-    env["DOCKER_HOST"] = f"unix://{tmp_path / 'no-engine.sock'}"
+    env = no_engine_env(tmp_path, ci=False)
     state_dir = tmp_path / "demo"
 
     result = subprocess.run(
