@@ -113,7 +113,7 @@ def test_the_status_api_refuses_bad_requests_and_unknown_ids(
 
 
 def test_the_sweep_runs_in_the_stack_and_marks_nothing_recent(client: StackClient, stack: StackInfo) -> None:
-    response = client.http.post(f"{stack.control_url}/_local/invoke/StaleSweepFunction", timeout=60)
+    response = client.http.post(f"{stack.control_url}/_local/invoke/SweepFunction", timeout=60)
     assert response.status_code == 200, response.text
     assert response.json()["payload"] == {"marked": 0}
 

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.sam_local, pytest.mark.timeout(600)]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours some request lines
 WEBHOOK_200 = '"POST /webhooks/ocelot HTTP/1.1" 200'
 BATCH_201 = '"POST /batches HTTP/1.1" 201'
-SQS_INVOKE = '"POST /2015-03-31/functions/SendBatchFunction/invocations HTTP/1.1" 200'
+SQS_INVOKE = '"POST /2015-03-31/functions/SenderFunction/invocations HTTP/1.1" 200'
 
 
 def only_log(folder: Path, pattern: str) -> str:
@@ -73,7 +73,7 @@ def test_the_demo_in_sam_mode_passes_with_the_functions_served_by_sam_local(
     When the demo runs in SAM mode,
     Then it passes (every message as scripted, exit 0), and sam local did the work: start-api
     accepted the API batch and answered every one of the sandbox's callback attempts 200,
-    start-lambda ran SendBatchFunction for the queued batch, and no container is left afterwards."""
+    start-lambda ran SenderFunction for the queued batch, and no container is left afterwards."""
     state_dir = tmp_path / "demo"
 
     # When

@@ -44,7 +44,7 @@ def test_every_local_section_key_is_an_option_of_its_command() -> None:
 
 def test_a_short_invoke_takes_its_flags_from_samconfig(sam: harness.SamLocal) -> None:
     """Given samconfig.toml's local_invoke section and the image alias it names,
-    When `sam local invoke SendBatchFunction -e events/api_post_batch_dry_run.json` runs with no
+    When `sam local invoke SenderFunction -e events/api_post_batch_dry_run.json` runs with no
     other flag than --env-vars (the file samconfig names is made by `make sam-env`),
     Then SAM reads the image, the pull, host network and loopback settings from samconfig, runs the
     built template, and the function answers the dry run."""
@@ -53,7 +53,7 @@ def test_a_short_invoke_takes_its_flags_from_samconfig(sam: harness.SamLocal) ->
         *harness.sam_command(),
         "local",
         "invoke",
-        "SendBatchFunction",
+        "SenderFunction",
         "-e",
         "events/api_post_batch_dry_run.json",
         "--env-vars",

@@ -18,7 +18,7 @@ from tests.sam_local.conftest import LocalAws
 
 pytestmark = pytest.mark.sam_local
 
-SEND_FUNCTION = "SendBatchFunction"
+SEND_FUNCTION = "SenderFunction"
 # Settings' default: MAX_SEND_ATTEMPTS is not a template variable, so sam local cannot change it.
 ATTEMPTS = Settings(table_name="unused").max_send_attempts
 

@@ -111,7 +111,7 @@ def test_post_batches_then_callbacks_through_the_same_start_api(
 
     with sam.start_api(aws.variables, port) as api:
         functions = check_containers(api)
-        assert {"SendBatchFunction", "WebhookFunction"} <= set(functions)
+        assert {"SenderFunction", "WebhookFunction"} <= set(functions)
 
         # When
         response = requests.post(f"{api.url}/batches", json=REQUEST, timeout=120)

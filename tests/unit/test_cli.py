@@ -23,12 +23,12 @@ import responses
 from click.testing import CliRunner, Result
 from pydantic import Field
 
+from functions.status import app as status_handler
 from ocelot_sms import contract, runtime
 from ocelot_sms.models import OutgoingMessage
 from ocelot_sms_cli import main as cli_main
 from ocelot_sms_cli.main import SQS_BATCH, parts, read_csv
 from ocelot_sms_cli.target import Target, TargetError, local_target, stack_target
-from operations_api import status_handler
 from tests.unit.conftest import OCELOT_URL, FakeContext
 from tests.unit.operations_support import api_get, callback, deliver, send
 from tests.unit.sender_support import FakeOcelot, accept, guard_network, ocelot_mock, phone

@@ -41,12 +41,12 @@ def invoke_with(response: dict[str, Any]) -> Any:
             "invoke",
             response,
             {
-                "FunctionName": "SendBatchFunction",
+                "FunctionName": "SenderFunction",
                 "InvocationType": "RequestResponse",
                 "Payload": json.dumps(EVENT).encode(),
             },
         )
-        invocation = invoker.invoke("SendBatchFunction", EVENT, trigger="sqs:SendQueue")
+        invocation = invoker.invoke("SenderFunction", EVENT, trigger="sqs:SendQueue")
         stub.assert_no_pending_responses()
     invoker.close()
     return invocation
@@ -62,7 +62,7 @@ def test_a_result_is_the_payload_and_its_batch_item_failures_stay_on_the_queue()
     assert invocation.request_id == "request-1"
     assert invocation.payload == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
     assert (invocation.function, invocation.trigger, invocation.records) == (
-        "SendBatchFunction",
+        "SenderFunction",
         "sqs:SendQueue",
         2,
     )

@@ -28,11 +28,12 @@ import responses
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from functions.sender.app import lambda_handler as send_handler
+from functions.webhook.app import lambda_handler as webhook_handler
 from ocelot_sms import runtime
 from ocelot_sms.contract import SEND_PATH
 from ocelot_sms.observability import metrics
 from ocelot_sms.settings import get_settings
-from send_batch.handler import lambda_handler as send_handler
 from tests.unit.conftest import OCELOT_URL, WEBHOOK_CREDENTIALS, FakeContext, scan_table
 from tests.unit.hostile_support import (
     API_EVENT,
@@ -46,7 +47,6 @@ from tests.unit.hostile_support import (
     webhook_headers,
 )
 from tests.unit.sender_support import accepted
-from webhook.handler import lambda_handler as webhook_handler
 
 WEBHOOK_CASES = 600
 SEND_API_CASES = 400

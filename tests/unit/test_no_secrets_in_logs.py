@@ -27,9 +27,10 @@ from typing import Any
 
 import pytest
 
+from functions.sender.app import lambda_handler as send_handler
+from functions.webhook.app import lambda_handler as webhook_handler
 from ocelot_sms import runtime
 from ocelot_sms.observability import logger, metrics
-from send_batch.handler import lambda_handler as send_handler
 from tests.unit.conftest import OCELOT_CREDENTIALS, WEBHOOK_CREDENTIALS, FakeContext
 from tests.unit.hostile_support import (
     API_EVENT,
@@ -42,7 +43,6 @@ from tests.unit.hostile_support import (
 )
 from tests.unit.sender_support import ACCEPT, Hang, LoopbackOcelot, Reply
 from tools.template_resources import load_template
-from webhook.handler import lambda_handler as webhook_handler
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

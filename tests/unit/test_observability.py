@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from functions.webhook import app as handler
 from ocelot_sms.http import json_response
 from ocelot_sms.observability import mask_phone
 from tests.events import load_event, with_body
 from tests.unit.conftest import WEBHOOK_CREDENTIALS, EmfReader, FakeContext
-from webhook import handler
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,12 @@ import requests
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
+from functions.sender import app as handler
 from ocelot_sms import runtime
 from ocelot_sms.contract import SEND_PATH
 from ocelot_sms.observability import metrics
 from ocelot_sms.sender import FailureKind, SubmitFailed
 from ocelot_sms.store import ChunkRecord, ChunkStatus
-from send_batch import handler
 from tests.events import load_event, with_body
 from tests.unit.conftest import EmfReader, FakeContext
 from tests.unit.sender_support import (

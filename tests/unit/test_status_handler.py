@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import requests
 
+from functions.status import app as status_handler
 from ocelot_sms.contract import DeliveryStatus
 from ocelot_sms.sender import SubmitFailed
 from ocelot_sms.status import MAX_PAGE, encode_cursor
-from operations_api import status_handler
 from tests.unit.conftest import DynamoFaults, FakeContext
 from tests.unit.operations_support import api_get, callback, deliver, indexes, send, walk_pages, with_method
 from tests.unit.sender_support import FakeOcelot, accept, guard_network, ocelot_mock, phone

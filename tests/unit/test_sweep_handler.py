@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from functions.sweep import app as sweep_handler
 from ocelot_sms import runtime
-from operations_api import sweep_handler
 from tests.unit.conftest import EmfReader, FakeContext
 from tests.unit.operations_support import callback, deliver, send
 from tests.unit.sender_support import FakeOcelot, guard_network, ocelot_mock
@@ -23,7 +23,7 @@ SCHEDULED = {
     "account": "123456789012",
     "time": "2026-11-26T16:00:00Z",
     "region": "us-east-1",
-    "resources": ["arn:aws:events:us-east-1:123456789012:rule/ocelot-sms-StaleSweep"],
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/ocelot-sms-Sweep"],
     "detail": {},
 }
 

@@ -12,12 +12,12 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.client import BaseClient
 
+from functions.webhook import app as handler
 from ocelot_sms import store as store_module
 from ocelot_sms.settings import Settings
 from tests.events import load_event, with_body
 from tests.unit.conftest import FakeContext
 from tools.template_resources import create_queue_pair, function_environment, load_template, resource
-from webhook import handler
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -141,7 +141,7 @@ def test_the_layer_is_built_for_python_313() -> None:
 
 
 def test_handlers_point_at_the_code() -> None:
-    assert resource("WebhookFunction")["Properties"]["Handler"] == "webhook.handler.lambda_handler"
+    assert resource("WebhookFunction")["Properties"]["Handler"] == "app.lambda_handler"
     assert resource("WebhookFunction")["Properties"]["CodeUri"] == "functions/webhook/"
     assert callable(handler.lambda_handler)
 
@@ -235,7 +235,7 @@ def test_only_the_webhook_route_is_public() -> None:
 
 def test_the_queue_outlasts_the_sender_and_redrives_after_retries() -> None:
     queue = resource("SendQueue")["Properties"]
-    timeout = resource("SendBatchFunction")["Properties"].get(
+    timeout = resource("SenderFunction")["Properties"].get(
         "Timeout", TEMPLATE["Globals"]["Function"]["Timeout"]
     )
     # Then a message is invisible for at least 6x the function's timeout (AWS's advice for SQS sources)

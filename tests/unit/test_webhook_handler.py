@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from functions.webhook import app as handler
 from ocelot_sms import runtime
 from ocelot_sms.store import RAW_COMPRESS_ABOVE, DynamoStore
 from tests.events import load_event, with_body
 from tests.unit.conftest import WEBHOOK_CREDENTIALS, DynamoFaults, EmfReader, FakeContext
-from webhook import handler
 
 pytestmark = pytest.mark.usefixtures("emf", "atomic_dynamodb")
 

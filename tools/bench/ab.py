@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=10.0)
     args = parser.parse_args(argv)
     loopback_only()
-    logical = "WebhookFunction" if args.function == "webhook" else "SendBatchFunction"
+    logical = "WebhookFunction" if args.function == "webhook" else "SenderFunction"
     metrics: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
     with tempfile.TemporaryDirectory(prefix="ocelot-ab-") as work_dir, contextlib.ExitStack() as stack:
         work = Path(work_dir)

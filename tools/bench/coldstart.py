@@ -51,8 +51,8 @@ class Case:
 
 BASELINE_WEBHOOK = ("import boto3", "boto3.client('dynamodb')")
 BASELINE_SENDER = ("import boto3, requests", "boto3.client('dynamodb')")
-WEBHOOK = ("import webhook.handler", "from ocelot_sms import runtime\nruntime.callback_service()")
-SENDER = ("import send_batch.handler", "from ocelot_sms import runtime\nruntime.sender_service()")
+WEBHOOK = ("import app", "from ocelot_sms import runtime\nruntime.callback_service()")
+SENDER = ("import app", "from ocelot_sms import runtime\nruntime.sender_service()")
 
 
 def cases() -> list[Case]:
@@ -62,8 +62,8 @@ def cases() -> list[Case]:
         out += [
             Case(f"baseline_webhook/{variant}", *BASELINE_WEBHOOK, None, "WebhookFunction", variant),
             Case(f"webhook/{variant}", *WEBHOOK, "WebhookFunction", "WebhookFunction", variant),
-            Case(f"baseline_sender/{variant}", *BASELINE_SENDER, None, "SendBatchFunction", variant),
-            Case(f"sender/{variant}", *SENDER, "SendBatchFunction", "SendBatchFunction", variant),
+            Case(f"baseline_sender/{variant}", *BASELINE_SENDER, None, "SenderFunction", variant),
+            Case(f"sender/{variant}", *SENDER, "SenderFunction", "SenderFunction", variant),
         ]
     return out
 
@@ -71,8 +71,8 @@ def cases() -> list[Case]:
 # Where the sources a patch may touch land in a tree (a copy of .aws-sam/build).
 PATCHABLE = {
     "layers/shared/ocelot_sms": "opt/python/ocelot_sms",
-    "functions/webhook/webhook": "WebhookFunction/webhook",
-    "functions/send_batch/send_batch": "SendBatchFunction/send_batch",
+    "functions/webhook": "WebhookFunction",
+    "functions/sender": "SenderFunction",
 }
 
 
@@ -88,7 +88,7 @@ def prepare(root: Path, patch: Path | None = None) -> dict[str, Path]:
     for variant in ("as_built", "precompiled"):
         base = root / variant
         shutil.copytree(BUILD / "SharedLayer" / "python", base / "opt" / "python")
-        for function in ("WebhookFunction", "SendBatchFunction"):
+        for function in ("WebhookFunction", "SenderFunction"):
             shutil.copytree(BUILD / function, base / function)
         if patched is not None:
             for source, target in PATCHABLE.items():
@@ -265,7 +265,7 @@ def importtime(
     def new_us(line: ImportLine) -> int:
         return new_total[id(line)]
 
-    ours = ("ocelot_sms", "webhook", "send_batch")
+    ours = ("ocelot_sms", "app")
     by_package: defaultdict[str, int] = defaultdict(int)
     for line in lines:
         by_package[line.name.split(".")[0]] += line.self_us

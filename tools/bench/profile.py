@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sort", default="tottime")
     args = parser.parse_args(argv)
     loopback_only()
-    logical = "WebhookFunction" if args.function == "webhook" else "SendBatchFunction"
+    logical = "WebhookFunction" if args.function == "webhook" else "SenderFunction"
     with tempfile.TemporaryDirectory(prefix="ocelot-profile-") as work_dir, contextlib.ExitStack() as stack:
         work = Path(work_dir)
         trees = coldstart.prepare(work / "trees")
@@ -73,7 +73,7 @@ def by_package(stats: pstats.Stats) -> list[tuple[str, float]]:
     for (filename, _, _), (_, _, self_time, _, _) in table.items():
         parts = Path(filename).parts
         package = "(builtin)" if filename == "~" else "(stdlib)"
-        for marker in ("site-packages", "python", "SendBatchFunction", "WebhookFunction"):
+        for marker in ("site-packages", "python", "SenderFunction", "WebhookFunction"):
             if marker in parts and parts.index(marker) + 1 < len(parts):
                 package = parts[parts.index(marker) + 1].removesuffix(".py")
         totals[package] = totals.get(package, 0.0) + self_time

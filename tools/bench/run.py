@@ -46,7 +46,7 @@ from tools.bench.common import (
 from tools.bench.localhttp import HOST, loopback_only
 from tools.bench.ocelot import OcelotServer
 
-FUNCTIONS = ("WebhookFunction", "SendBatchFunction")
+FUNCTIONS = ("WebhookFunction", "SenderFunction")
 CURVE_SIZES = (1, 10, 50, 100, 250)
 HEADLINE_SIZE = 500
 COST_ARRAY_SIZES = (1, 10, 100, 500)
@@ -342,12 +342,12 @@ def measure_sender(
         {"label": f"sender-{n}-{rep}", "size": n, "max_messages": n, "warmup": rep == 0}
         for rep in range(options.sender_reps)
     ]
-    spec = _spec("SendBatchFunction", control, plan, ocelot_control=ocelot)
-    timing = run_workload("sender", "SendBatchFunction", spec, tree, env, work)
+    spec = _spec("SenderFunction", control, plan, ocelot_control=ocelot)
+    timing = run_workload("sender", "SenderFunction", spec, tree, env, work)
     traced = run_workload(
         "sender-memory",
-        "SendBatchFunction",
-        _spec("SendBatchFunction", control, plan[:1], ocelot_control=ocelot, tracemalloc=True),
+        "SenderFunction",
+        _spec("SenderFunction", control, plan[:1], ocelot_control=ocelot, tracemalloc=True),
         tree,
         env,
         work,
@@ -437,10 +437,10 @@ def costs(webhook: Mapping[str, Any], sender: Mapping[str, Any]) -> dict[str, An
 
     sender_step = sender["middle"]
     sender_api = cost.sender_per_million(
-        sender_step, memory["SendBatchFunction"], sender["chunk_size"], access, False
+        sender_step, memory["SenderFunction"], sender["chunk_size"], access, False
     )
     sender_queue = cost.sender_per_million(
-        sender_step, memory["SendBatchFunction"], sender["chunk_size"], access, True
+        sender_step, memory["SenderFunction"], sender["chunk_size"], access, True
     )
     scenarios = {}
     for size_ in COST_ARRAY_SIZES:
@@ -468,7 +468,7 @@ def costs(webhook: Mapping[str, Any], sender: Mapping[str, Any]) -> dict[str, An
     }
     sender_duration = (
         cost.lambda_duration_s(
-            sender_step["wall_s"], sender_step["cpu_s"], memory["SendBatchFunction"], overlapped=False
+            sender_step["wall_s"], sender_step["cpu_s"], memory["SenderFunction"], overlapped=False
         )
         + math.ceil(sender["messages"] / sender["chunk_size"]) * cost.OCELOT_LATENCY_S
     )
@@ -842,7 +842,7 @@ def measure(options: Options) -> dict[str, Any]:
         if "sender" in options.only:
             with _section(f"sender ({options.sender_messages} messages)"):
                 results["sender"] = measure_sender(
-                    options, trees["as_built"], envs["SendBatchFunction"], ddb.url, ocelot.url, work
+                    options, trees["as_built"], envs["SenderFunction"], ddb.url, ocelot.url, work
                 )
         results["memory"] = {
             "bare_boto3_rss_mb": bare_rss_mb(envs["WebhookFunction"]),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
 import json
 import logging
 import sys
@@ -88,14 +89,13 @@ class InProcessFunctions:
     def load(self) -> InProcessFunctions:
         """Import every handler. The environment must already be set: modules read it at import."""
         for spec in self.specs.values():
-            # As in Lambda: the function's code at /var/task, the layers' at /opt/python.
-            for folder in (spec.code_dir, *spec.layer_dirs):
+            # As in Lambda: the layers' code at /opt/python, importable by every function.
+            for folder in spec.layer_dirs:
                 if str(folder) not in sys.path:
                     sys.path.insert(0, str(folder))
         for spec in self.specs.values():
-            module_name, _, attribute = spec.handler.rpartition(".")
             try:
-                self._handlers[spec.logical_id] = getattr(importlib.import_module(module_name), attribute)
+                self._handlers[spec.logical_id] = load_handler(spec)
             except Exception as error:
                 log.exception("%s: handler %s does not load", spec.logical_id, spec.handler)
                 reason = f"{type(error).__name__}: {error}"
@@ -192,6 +192,23 @@ class EndpointInvoker:
 
     def close(self) -> None:
         self._client.close()
+
+
+def load_handler(spec: FunctionSpec) -> Callable[[dict[str, Any], Any], Any]:
+    """The handler named by the template, imported from the function's own folder. Every function's
+    module has the same name (`app`, as Lambda imports it from /var/task), so each is loaded from its
+    file under a name of its own instead of through sys.path."""
+    module_name, _, attribute = spec.handler.rpartition(".")
+    path = spec.code_dir / (module_name.replace(".", "/") + ".py")
+    unique = f"{spec.logical_id}.{module_name}"
+    module_spec = importlib.util.spec_from_file_location(unique, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"no module {module_name!r} in {spec.code_dir}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[unique] = module
+    module_spec.loader.exec_module(module)
+    handler: Callable[[dict[str, Any], Any], Any] = getattr(module, attribute)
+    return handler
 
 
 def merged_environment(specs: Sequence[FunctionSpec], overrides: Mapping[str, str]) -> dict[str, str]:

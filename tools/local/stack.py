@@ -40,7 +40,7 @@ log = logging.getLogger("local.stack")
 DEFAULT_STATE_DIR = ROOT / ".local"
 REGION = "us-east-1"
 PREFIX = "ocelot-sms-local"
-SEND_FUNCTION, WEBHOOK_FUNCTION = "SendBatchFunction", "WebhookFunction"
+SEND_FUNCTION, WEBHOOK_FUNCTION = "SenderFunction", "WebhookFunction"
 
 # What the sandbox expects, stored in the Ocelot secret; and what it presents to the webhook, stored in
 # the webhook secret. The events/webhook_*.json files carry the same webhook credentials.

@@ -9,7 +9,7 @@ would drop.
     python -m tools.sam_local.env_vars [--stack .local/stack.json] [--out .local/sam-env.json]
 
 writes the file for the local stack that `python -m tools.local.stack up` started (its moto
-server, tables, secrets and Ocelot sandbox), so that `sam local invoke SendBatchFunction -e
+server, tables, secrets and Ocelot sandbox), so that `sam local invoke SenderFunction -e
 events/<file>` (samconfig.toml: env_vars) runs against it.
 """
 

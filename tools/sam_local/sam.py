@@ -1,6 +1,6 @@
 """The SAM CLI, with `--docker-network host` giving the function containers the host's network.
 
-    python -m tools.sam_local.sam local invoke SendBatchFunction -e events/sqs_batch.json
+    python -m tools.sam_local.sam local invoke SenderFunction -e events/sqs_batch.json
     tools/sam_local/sam local start-api              # the same, as a script
 
 Same arguments, same samconfig.toml as `sam`. Why: SAM CLI 1.170 accepts `--docker-network host`
