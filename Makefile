@@ -46,8 +46,9 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Two workers: the unit tests are CPU-bound and this machine kind has two cores.
 unit: install ## Unit tests (no network) with the coverage gate
-	$(BIN)/pytest tests/unit --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit -n 2 --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint ## Everything CI runs: lint, then every test suite, coverage >= 90%
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Column, Table
 
+from ocelot_sms.errors import DomainError
 from ocelot_sms.models import REQUEST_ID_PATTERN, OutgoingMessage, problems_from
 from ocelot_sms.observability import logger, mask_phone
 from ocelot_sms_cli.target import Target, TargetError, local_target, stack_target
@@ -186,7 +187,26 @@ def send(
         raise click.ClickException("fix the rows above, or pass --skip-invalid")
     if not rows.messages:
         raise click.ClickException("nothing to send")
-    split = list(parts(request_id, rows.messages, per_request))
+    extra = {k: v for k, v in (("from", sender), ("operatorId", operator_id)) if v}
+    bodies = _request_bodies(request_id, rows.messages, per_request, extra, dry_run)
+    with Progress(console=console, transient=False) as progress:
+        task = progress.add_task("sending", total=len(rows.messages))
+        if via == "sqs":
+            failures = _enqueue(target, bodies, lambda count: progress.advance(task, count))
+        else:
+            failures = _post(target, bodies, progress, lambda count: progress.advance(task, count))
+    if failures:
+        raise click.ClickException(f"{failures} request(s) failed; rerun with the same --request-id")
+    console.print(f"done: {len(rows.messages)} messages via {via}")
+
+
+Body = tuple[str, int, str]  # part id, messages, JSON body
+
+
+def _request_bodies(
+    request_id: str, messages: list[OutgoingMessage], per_request: int, extra: dict[str, str], dry_run: bool
+) -> list[Body]:
+    split = list(parts(request_id, messages, per_request))
     # Checked before anything is sent: a part id the API refuses would fail every part.
     if not all(re.fullmatch(REQUEST_ID_PATTERN, part_id) for part_id, _ in split):
         raise click.BadParameter(
@@ -194,52 +214,54 @@ def send(
             "id gets a -pNNNN suffix, so keep it to 122 characters",
             param_hint="'--request-id'",
         )
-    extra = {k: v for k, v in (("from", sender), ("operatorId", operator_id)) if v}
-    bodies = [
+    return [
         (
             part_id,
-            len(messages),
+            len(part),
             json.dumps(
                 {
                     "requestId": part_id,
                     **extra,
                     "dryRun": dry_run,
-                    "messages": [m.model_dump(exclude_none=True) for m in messages],
+                    "messages": [m.model_dump(exclude_none=True) for m in part],
                 }
             ),
         )
-        for part_id, messages in split
+        for part_id, part in split
     ]
-    sqs = target.client("sqs") if via == "sqs" else None
-    if sqs is not None:
-        limit = _max_message_bytes(sqs, target.queue_url)
-        too_large = [part_id for part_id, _, body in bodies if len(body.encode()) > limit]
-        if too_large:
-            raise click.ClickException(
-                f"{too_large[0]} is larger than a queue message may be ({limit} bytes): lower --per-request"
-            )
+
+
+def _post(target: Target, bodies: list[Body], progress: Progress, advance: Callable[[int], None]) -> int:
+    failures = 0
+    for part_id, count, body in bodies:
+        response = signed("POST", f"{target.api_url.rstrip('/')}/batches", target, body)
+        if response.status_code >= 300:
+            failures += 1
+            progress.console.print(f"{part_id}: HTTP {response.status_code} {response.text[:300]}")
+        advance(count)
+    return failures
+
+
+def _enqueue(target: Target, bodies: list[Body], advance: Callable[[int], None]) -> int:
+    sqs = target.client("sqs")
+    limit = _max_message_bytes(sqs, target.queue_url)
+    too_large = [part_id for part_id, _, body in bodies if len(body.encode()) > limit]
+    if too_large:
+        raise click.ClickException(
+            f"{too_large[0]} is larger than a queue message may be ({limit} bytes): lower --per-request"
+        )
     pending: list[dict[str, str]] = []
     failures = 0
-    with Progress(console=console, transient=False) as progress:
-        task = progress.add_task("sending", total=len(rows.messages))
-        for part_id, count, body in bodies:
-            if sqs is None:
-                response = signed("POST", f"{target.api_url.rstrip('/')}/batches", target, body)
-                if response.status_code >= 300:
-                    failures += 1
-                    progress.console.print(f"{part_id}: HTTP {response.status_code} {response.text[:300]}")
-            else:
-                if pending and _batch_bytes(pending) + len(body.encode()) > SQS_BATCH_BYTES:
-                    failures += _flush(sqs, target.queue_url, pending)
-                pending.append({"Id": str(len(pending)), "MessageBody": body})
-                if len(pending) == SQS_BATCH:
-                    failures += _flush(sqs, target.queue_url, pending)
-            progress.advance(task, count)
-        if sqs is not None and pending:
+    for _, count, body in bodies:
+        if pending and _batch_bytes(pending) + len(body.encode()) > SQS_BATCH_BYTES:
             failures += _flush(sqs, target.queue_url, pending)
-    if failures:
-        raise click.ClickException(f"{failures} request(s) failed; rerun with the same --request-id")
-    console.print(f"done: {len(rows.messages)} messages via {via}")
+        pending.append({"Id": str(len(pending)), "MessageBody": body})
+        if len(pending) == SQS_BATCH:
+            failures += _flush(sqs, target.queue_url, pending)
+        advance(count)
+    if pending:
+        failures += _flush(sqs, target.queue_url, pending)
+    return failures
 
 
 def _max_message_bytes(sqs: Any, queue_url: str) -> int:
@@ -351,11 +373,11 @@ class Instant(click.ParamType):
 @pass_target
 def replay(target: Target, since: datetime, until: datetime | None) -> None:
     """Re-process stored raw callbacks through the current contract (idempotent)."""
-    from ocelot_sms.operations import replay_deliveries
-    from ocelot_sms.runtime import callback_service, store
+    from ocelot_sms.runtime import store, webhook_service
+    from ocelot_sms.webhook import replay_deliveries
 
-    report = replay_deliveries(store(), callback_service(), since, until or datetime.now(UTC))
-    click.echo(json.dumps(report, indent=2))
+    report = replay_deliveries(store(), webhook_service(), since, until or datetime.now(UTC))
+    click.echo(json.dumps(report.to_json(), indent=2))
 
 
 @cli.command()
@@ -363,7 +385,7 @@ def replay(target: Target, since: datetime, until: datetime | None) -> None:
 @pass_target
 def redrive(target: Target, max_messages: int) -> None:
     """Move messages from the dead-letter queue back to the send queue."""
-    from ocelot_sms.operations import redrive_queue
+    from ocelot_sms_cli.redrive import redrive_queue
 
     moved = redrive_queue(target.client("sqs"), target.dlq_url, target.queue_url, max_messages)
     console.print(f"moved {moved} message(s) from the dead-letter queue to the send queue")
@@ -381,9 +403,7 @@ def reconcile_list(target: Target) -> None:
 
     chunks = store().unknown_chunks()
     for chunk in chunks:
-        console.print(
-            f"{chunk['requestId']} chunk {chunk['index']} ({chunk['size']} messages): {chunk.get('reason')}"
-        )
+        console.print(f"{chunk.request_id} chunk {chunk.index} ({chunk.size} messages): {chunk.reason}")
     console.print(f"{len(chunks)} chunk(s) with an unknown outcome")
 
 
@@ -398,7 +418,7 @@ def reconcile_list(target: Target) -> None:
 def reconcile_attach(
     target: Target, request_id: str, chunk_index: int, batch_id: str, message_ids: str
 ) -> None:
-    from ocelot_sms.operations import attach_ids
+    from ocelot_sms.reconcile import attach_ids
     from ocelot_sms.runtime import store
 
     with _operator_errors():
@@ -414,7 +434,7 @@ def reconcile_attach(
 @click.option("--yes", is_flag=True, help="Confirm: the recipients may get the text twice.")
 @pass_target
 def reconcile_resend(target: Target, request_id: str, chunk_index: int, yes: bool) -> None:
-    from ocelot_sms.operations import resend_chunk
+    from ocelot_sms.reconcile import resend_chunk
     from ocelot_sms.runtime import ocelot_client, store
 
     if not yes:
@@ -431,7 +451,7 @@ def _operator_errors() -> Iterator[None]:
     """What an operator got wrong (a wrong id count, a chunk that is not unknown) as a message."""
     try:
         yield
-    except (ValueError, LookupError) as error:
+    except DomainError as error:
         raise click.ClickException(str(error)) from error
 
 

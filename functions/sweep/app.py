@@ -7,9 +7,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ocelot_sms.observability import logger, metrics
-from ocelot_sms.operations import mark_stale_messages
 from ocelot_sms.runtime import store
 from ocelot_sms.settings import get_settings
+from ocelot_sms.sweep import mark_stale_messages
 
 
 @logger.inject_lambda_context

@@ -10,33 +10,38 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ocelot_sms.callbacks import TOKEN_PARAMETER, Delivery
+from ocelot_sms.errors import Malformed, PayloadTooLarge, StorageUnavailable, Unauthorized
 from ocelot_sms.http import json_api, json_response
 from ocelot_sms.observability import logger, metrics
-from ocelot_sms.runtime import callback_service
+from ocelot_sms.runtime import webhook_service
+from ocelot_sms.store import RawDelivery
+from ocelot_sms.webhook import TOKEN_PARAMETER
 
-app = json_api()
+# A 400 is not retried by Ocelot: only for bodies a retry could never fix. 503 makes it retry.
+ERRORS = {Unauthorized: 401, Malformed: 400, PayloadTooLarge: 413, StorageUnavailable: 503}
+
+app = json_api(ERRORS)
 
 
 @app.post("/webhooks/ocelot")
 def receive_callback() -> Response[str]:
     event = app.current_event
-    service = callback_service()
+    service = webhook_service()
     token = (event.query_string_parameters or {}).get(TOKEN_PARAMETER)
-    if not service.authenticate(basic_credentials(event.headers.get("authorization")), token):
-        # Nothing about the request is stored: only the metric counted in authenticate().
-        return json_response(401, {"error": "unauthorized"}, {"WWW-Authenticate": 'Basic realm="ocelot-sms"'})
-    body = event.body or ""
-    reply = service.receive(
-        Delivery(
+    # A request that fails here leaves nothing stored: only the metric counted in authenticate().
+    service.authenticate(basic_credentials(event.headers.get("authorization")), token)
+    receipt = service.receive(
+        RawDelivery(
             delivery_id=event.request_context.request_id,
             received_at=datetime.now(UTC),
-            body=_body_bytes(body, bool(event.is_base64_encoded)),
+            body=_body_bytes(event.body or "", bool(event.is_base64_encoded)),
             headers=event.headers,
             source_ip=event.request_context.http.source_ip,
         )
     )
-    return json_response(reply.status_code, reply.body)
+    return json_response(
+        200, {"received": receipt.received, "new": receipt.new, "duplicates": receipt.duplicates}
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -65,7 +65,7 @@ def test_accepted_then_timeout_is_unknown_and_never_sent_again(client: StackClie
     # The sender's read timeout (2 s locally) passed: the outcome is unknown, reported as such.
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "unknown"
-    assert [c["status"] for c in client.chunks(body["requestId"])] == ["unknown"]
+    assert [c.status.value for c in client.chunks(body["requestId"])] == ["unknown"]
 
     client.sandbox_config(accept_timeout_rate=0.0)
     again = client.post_batch(body)  # same requestId: the stored outcome, no second send
@@ -81,4 +81,4 @@ def test_accepted_then_timeout_is_unknown_and_never_sent_again(client: StackClie
     ids = [m["id"] for m in chunk["messages"]]
     record = client.wait_callbacks_done(ids, 30)
     states = client.states(ids)
-    assert {m: states[m]["status"] for m in ids} == {m: record["outcomes"][m] for m in ids}
+    assert {m: states[m].status for m in ids} == {m: record["outcomes"][m] for m in ids}

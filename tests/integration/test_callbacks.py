@@ -80,9 +80,9 @@ def test_chaos_ends_in_the_scripted_outcomes_with_no_event_lost_or_doubled(
     assert sum(r.duplicates_ignored for r in reports) > 0
     # Retries keep the original dateTime: the stored event time is the sandbox's.
     for report in reports:
-        for event in client.store.get_message(report.message_id)["events"]:
-            original = record["events"][event["eventId"]]["date_time"]
-            assert parse_instant(event["eventTime"]) == parse_instant(original)
+        for event in client.store.get_message(report.message_id).events:
+            original = record["events"][event.event_id]["date_time"]
+            assert parse_instant(event.event_time or "") == parse_instant(original)
 
 
 def test_webhook_refuses_wrong_credentials_and_accepts_the_token(
@@ -99,7 +99,7 @@ def test_webhook_refuses_wrong_credentials_and_accepts_the_token(
     wrong = "Basic " + base64.b64encode(b"ocelot:wrong").decode()
     refused = requests.post(stack.webhook_url, json=event, headers={"Authorization": wrong}, timeout=10)
     assert refused.status_code == 401
-    assert client.store.get_message(event["messageId"])["events"] == []
+    assert client.store.get_message(event["messageId"]).events == ()
 
     token = stack.webhook_credentials["token"]
     accepted = requests.post(stack.webhook_url, params={"token": token}, json=event, timeout=10)
@@ -108,6 +108,4 @@ def test_webhook_refuses_wrong_credentials_and_accepts_the_token(
     again = requests.post(stack.webhook_url, params={"token": token}, json=[event, event], timeout=10)
     assert again.status_code == 200
     assert again.json()["duplicates"] == 2
-    assert [e["eventId"] for e in client.store.get_message(event["messageId"])["events"]] == [
-        event["eventId"]
-    ]
+    assert [e.event_id for e in client.store.get_message(event["messageId"]).events] == [event["eventId"]]

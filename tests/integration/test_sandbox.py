@@ -20,7 +20,8 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from ocelot_sms.contract import SEND_PATH, DeliveryStatus, SendResponse, parse_callback
+from ocelot_sms.contract import SEND_PATH, SendResponse, parse_callback
+from ocelot_sms.delivery import DeliveryStatus
 from tools.local.sandbox import LIFECYCLES, Sandbox, SandboxConfig
 from tools.local.serving import ServerThread
 

@@ -56,7 +56,7 @@ def test_poison_message_reaches_the_dead_letter_queue(client: StackClient, stack
     assert int(dead[0]["Attributes"]["ApproximateReceiveCount"]) >= max_receives
     assert _sends(client.sandbox_record(), to) == [400] * max_receives
     assert client.queue_depth(stack.queue_url) == (0, 0)
-    assert [c["status"] for c in client.chunks(body["requestId"])] == ["not_sent"]
+    assert [c.status.value for c in client.chunks(body["requestId"])] == ["not_sent"]
     # Empty the DLQ for the tests that follow.
     client.sqs.purge_queue(QueueUrl=stack.dlq_url)
 

@@ -13,10 +13,10 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.client import BaseClient
 
 from functions.webhook import app as handler
-from ocelot_sms import store as store_module
 from ocelot_sms.settings import Settings
+from ocelot_sms.store import DynamoStore, MessageRecord, keys
 from tests.events import load_event, with_body
-from tests.unit.conftest import FakeContext
+from tests.unit.support.aws import FakeContext
 from tools.template_resources import create_queue_pair, function_environment, load_template, resource
 
 TEMPLATE = load_template()
@@ -77,7 +77,7 @@ def test_the_template_keys_are_the_ones_the_store_writes() -> None:
     hash_key, range_key = (k["AttributeName"] for k in properties["KeySchema"])
     gsi = next(i for i in properties["GlobalSecondaryIndexes"] if i["IndexName"] == "GSI1")
     # Then the store's key helper, GSI1's keys and the TTL attribute use the same names
-    assert set(store_module._key("a", "b")) == {hash_key, range_key} == {"PK", "SK"}
+    assert set(keys.batch("a")) == {hash_key, range_key} == {"PK", "SK"}
     assert [k["AttributeName"] for k in gsi["KeySchema"]] == ["GSI1PK", "GSI1SK"]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     # And every key attribute is a string, as the store writes them
@@ -92,11 +92,12 @@ def test_the_store_writes_expiry_and_gsi_keys_under_the_template_names(
     aws: dict[str, Any], env: dict[str, str]
 ) -> None:
     # Given a message written by the store; When listed through the template's GSI
-    store = store_module.DynamoStore(aws["dynamodb"], env["TABLE_NAME"])
-    store.put_messages([store_module.MessageRecord("m-1", "req-1", 0, None, "+15551230010", 0, "b-1")])
+    store = DynamoStore(aws["dynamodb"], env["TABLE_NAME"])
+    store.put_messages([MessageRecord("m-1", "req-1", 0, None, "+15551230010", 0, "b-1")])
     # Then it is found there, and carries the TTL attribute as a number
-    [item] = store.batch_messages("req-1", 0)
-    assert isinstance(item["expiresAt"], int)
+    assert [m.message_id for m in store.batch_messages("req-1", 0)] == ["m-1"]
+    [item] = aws["dynamodb"].scan(TableName=env["TABLE_NAME"])["Items"]
+    assert set(item["expiresAt"]) == {"N"}
 
 
 def test_the_idempotency_table_matches_powertools_defaults(aws: dict[str, Any], env: dict[str, str]) -> None:

@@ -85,7 +85,7 @@ def _pick(rng: random.Random) -> tuple[str, ...]:
 
 
 def _status(value: str) -> Any:
-    from ocelot_sms.contract import DeliveryStatus  # the layer's, in the measured process
+    from ocelot_sms.delivery import DeliveryStatus  # the layer's, in the measured process
 
     return DeliveryStatus(value)
 

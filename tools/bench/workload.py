@@ -182,7 +182,7 @@ def verify_states(container: Container, items: list[dict[str, Any]]) -> dict[str
     """Each message's stored current status is its furthest event (the store's own order key): checks
     that the fake DynamoDB applied every condition as DynamoDB would."""
     from ocelot_sms.contract import CallbackEvent
-    from ocelot_sms.store import order_key
+    from ocelot_sms.delivery import order_key
 
     try:
         expected: dict[str, tuple[str, str]] = {}
@@ -195,7 +195,9 @@ def verify_states(container: Container, items: list[dict[str, Any]]) -> dict[str
             if event.message_id not in expected or key > expected[event.message_id][0]:
                 expected[event.message_id] = (key, event.event_id)
         states = container.runtime.store().get_states(sorted(expected))
-        wrong = [m for m, (_, event_id) in expected.items() if states.get(m, {}).get("eventId") != event_id]
+        wrong = [
+            m for m, (_, event_id) in expected.items() if getattr(states.get(m), "event_id", None) != event_id
+        ]
         return {"checked": len(expected), "wrong": len(wrong), "examples": wrong[:3]}
     except Exception as error:  # the store's read API changed: report, do not hide the timings
         return {"checked": 0, "wrong": 0, "error": f"{type(error).__name__}: {error}"}

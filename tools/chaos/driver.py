@@ -4,7 +4,7 @@
   connection errors, after Retry-After (capped); a 202 (some chunk's outcome unknown) is asked once
   more to confirm that the repeat changes nothing. Two client threads, as two integrations would.
 - SQS: every queue request enqueued up front (SendMessageBatch); the stack's poller retries failures;
-  anything dead-lettered is redriven by the operator's function (operations.redrive_queue).
+  anything dead-lettered is redriven by the operator's function (the CLI's redrive_queue).
 - Storage outages: every matching DynamoDB write fails for OUTAGE_SECONDS, now and then.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from ocelot_sms.operations import redrive_queue
+from ocelot_sms_cli.redrive import redrive_queue
 from tools.chaos.profile import Plan, PlannedRequest
 from tools.local.aws import sqs_client
 from tools.local.stackinfo import StackInfo
@@ -190,7 +190,7 @@ class Driver:
             if self.queue_depth(self.info.dlq_url) != (0, 0):
                 moved = redrive_queue(self._sqs, self.info.dlq_url, self.info.queue_url)
                 self._count("sqs_redriven_from_dlq", moved)
-                self.log(f"redrove {moved} dead-lettered queue message(s) (operations.redrive_queue)")
+                self.log(f"redrove {moved} dead-lettered queue message(s) (the CLI's redrive_queue)")
                 quiet = 0
                 continue
             quiet += 1

@@ -387,14 +387,14 @@ def reconcile_and_check(
     verdict: Verdict,
 ) -> None:
     """The operator's part: attach Ocelot's ids (here: from the sandbox, standing in for the Admin
-    Portal) to every unknown chunk with `operations.attach_ids`. Then each message attached must have
+    Portal) to every unknown chunk with `reconcile.attach_ids`. Then each message attached must have
     its correlation (#META) where the plan put it and its scripted status (#STATE), read back by key;
     and a few of the requests concerned are read through the status view (`StatusService.batch`).
 
     Only a few: the status view lists a chunk's messages through GSI1, which moto answers by sorting
     every item of the table, so viewing every request of a 20,000-message run would take hours. The
     other requests' messages were checked from the table already (their #META and #STATE items)."""
-    from ocelot_sms.operations import attach_ids
+    from ocelot_sms.reconcile import attach_ids
     from ocelot_sms.status import StatusService
     from ocelot_sms.store import DynamoStore
 
@@ -435,8 +435,9 @@ def reconcile_and_check(
             planned_message.index,
         ):
             wrong.append((message_id, "correlation", meta))
-        if states.get(message_id, {}).get("status") != scripted[message_id]:
-            wrong.append((message_id, states.get(message_id, {}).get("status"), scripted[message_id]))
+        state = states.get(message_id)
+        if state is None or state.status != scripted[message_id]:
+            wrong.append((message_id, state.status if state else None, scripted[message_id]))
 
     service = StatusService(store)
     viewed = concerned[:STATUS_VIEW_SAMPLE]

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from ocelot_sms.store import DynamoStore
+from ocelot_sms.store import ChunkRecord, ChunkStatus, DynamoStore, MessageState
 from tools.local.aws import dynamodb_client, sqs_client
 from tools.local.stackinfo import StackInfo
 
@@ -222,24 +222,25 @@ class StackClient:
 
     # ---- what the tables say ----------------------------------------------------------------
 
-    def chunks(self, request_id: str) -> list[dict[str, Any]]:
-        return [item for item in self.store.get_batch(request_id) if item.get("type") == "chunk"]
+    def chunks(self, request_id: str) -> list[ChunkRecord]:
+        stored = self.store.get_batch(request_id)
+        return list(stored.chunks) if stored else []
 
     def sent_messages(self, request_id: str) -> list[SentMessage]:
         """Messages of the request that Ocelot accepted, in request order."""
         messages: list[SentMessage] = []
         for chunk in self.chunks(request_id):
-            if chunk.get("status") != "accepted":
+            if chunk.status is not ChunkStatus.ACCEPTED:
                 continue
-            for meta in self.store.batch_messages(request_id, int(chunk["index"])):
+            for meta in self.store.batch_messages(request_id, chunk.index):
                 messages.append(
                     SentMessage(
                         request_id=request_id,
-                        index=int(meta["index"]),
-                        ref=meta.get("ref"),
-                        to=str(meta["to"]),
-                        message_id=str(meta["messageId"]),
-                        batch_id=str(meta["batchId"]),
+                        index=meta.index,
+                        ref=meta.ref,
+                        to=meta.to,
+                        message_id=meta.message_id,
+                        batch_id=meta.batch_id,
                     )
                 )
         return sorted(messages, key=lambda m: m.index)
@@ -247,16 +248,16 @@ class StackClient:
     def settled(self, request_id: str, expected_messages: int) -> list[SentMessage] | None:
         """The request's messages once every chunk is accepted and every message recorded, else None."""
         chunks = self.chunks(request_id)
-        if not chunks or any(c.get("status") != "accepted" for c in chunks):
+        if not chunks or any(c.status is not ChunkStatus.ACCEPTED for c in chunks):
             return None
         messages = self.sent_messages(request_id)
         return messages if len(messages) == expected_messages else None
 
-    def states(self, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def states(self, message_ids: Sequence[str]) -> dict[str, MessageState]:
         return self.store.get_states(list(message_ids))
 
     def stored_event_ids(self, message_id: str) -> list[str]:
-        return [str(e["eventId"]) for e in self.store.get_message(message_id)["events"]]
+        return [e.event_id for e in self.store.get_message(message_id).events]
 
     def received_event_items(self, days: Iterable[str] | None = None) -> Counter[str]:
         """eventId -> how many times the webhook received it, over every raw delivery kept."""
@@ -266,7 +267,7 @@ class StackClient:
         for day in days:
             for raw in self.store.raw_deliveries(day):
                 try:
-                    payload = json.loads(raw["body"])
+                    payload = json.loads(raw.body)
                 except (ValueError, TypeError):
                     continue
                 for item in payload if isinstance(payload, list) else [payload]:
@@ -296,7 +297,7 @@ class StackClient:
                     to=message.to,
                     message_id=message.message_id,
                     expected=planned.get("scripted"),
-                    final=states.get(message.message_id, {}).get("status"),
+                    final=state.status if (state := states.get(message.message_id)) else None,
                     stored_event_ids=stored,
                     planned_event_ids=list(planned.get("event_ids", [])),
                     sent_event_ids=sent.get(message.message_id, set()),

@@ -106,7 +106,7 @@ class Demo:
             "the queued batch to be sent",
         )
         chunks = self.client.chunks(body["requestId"])
-        batch_ids = ", ".join(str(c.get("batchId")) for c in chunks)
+        batch_ids = ", ".join(str(c.batch_id) for c in chunks)
         note(f"accepted after {time.monotonic() - start:.1f}s: Ocelot batches {batch_ids}")
         return sent
 
@@ -122,7 +122,7 @@ class Demo:
             record = self.client.sandbox_record()
             attempts = [a for a in record["callback_attempts"] if set(a["message_ids"]) & set(ids)]
             states = self.client.states(ids)
-            final = sum(1 for s in states.values() if s.get("status") in TERMINAL)
+            final = sum(1 for s in states.values() if s.status in TERMINAL)
             retried = sum(1 for a in attempts if a["attempt"] > 1)
             failed = sum(1 for a in attempts if a["outcome"] != "delivered")
             shown = (len(attempts), retried, failed, final, record["pending"])

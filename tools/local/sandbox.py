@@ -48,13 +48,13 @@ from werkzeug.wrappers import Request, Response
 from ocelot_sms.contract import (
     SEND_PATH,
     AcceptedMessage,
-    DeliveryStatus,
     SendRequest,
     SendResponse,
     error_body,
     status_event,
     validation_problems,
 )
+from ocelot_sms.delivery import DeliveryStatus
 from tools.local.netguard import is_loopback_host
 
 log = logging.getLogger("local.sandbox")

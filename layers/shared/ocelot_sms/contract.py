@@ -17,6 +17,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from ocelot_sms.delivery import DeliveryStatus
+
 SEND_PATH = "/api/v1/sms/send/"
 MAX_MESSAGE_CHARS = 2000
 MAX_ID_BYTES = 512
@@ -26,34 +28,19 @@ DEFAULT_MAX_MESSAGES_PER_REQUEST = 100
 RETRYABLE_STATUS_CODES = frozenset({429, 503})
 
 
-class DeliveryStatus(StrEnum):
-    # Our own initial status once Ocelot has accepted a message and before any callback.
-    ACCEPTED = "accepted"
-    QUEUED = "queued"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    UNDELIVERED = "undelivered"
-    FAILED = "failed"
-    OPTED_OUT = "opted_out"
-    # Ours too: the send outcome is unknown, or no terminal status came in time.
-    UNKNOWN = "unknown"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-    @property
-    def rank(self) -> int:
-        """Tie-break between events with the same instant: the further along wins."""
-        return _RANK[self]
-
-
-TERMINAL_STATUSES = frozenset(
-    {DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED, DeliveryStatus.OPTED_OUT}
-)
-_RANK = {status: rank for rank, status in enumerate(DeliveryStatus)}
-# Statuses an Ocelot callback may carry (our own ACCEPTED/UNKNOWN are never on the wire).
-WIRE_STATUSES = frozenset(DeliveryStatus) - {DeliveryStatus.ACCEPTED, DeliveryStatus.UNKNOWN}
+# The statuses a callback may carry, by Ocelot's name (compared as normalize_token does); our own
+# ACCEPTED and UNKNOWN are never on the wire.
+WIRE_STATUS_NAMES = {
+    status.value: status
+    for status in (
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.SENT,
+        DeliveryStatus.DELIVERED,
+        DeliveryStatus.UNDELIVERED,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.OPTED_OUT,
+    )
+}
 
 
 class EventName(StrEnum):
@@ -70,8 +57,7 @@ def normalize_token(value: str) -> str:
 
 
 def parse_status(value: str) -> DeliveryStatus | None:
-    token = normalize_token(value)
-    return next((s for s in WIRE_STATUSES if s.value == token), None)
+    return WIRE_STATUS_NAMES.get(normalize_token(value))
 
 
 def parse_instant(value: str) -> datetime:

@@ -1,17 +1,24 @@
-"""JSON responses for the functions' API Gateway routes."""
+"""JSON responses for the functions' API Gateway routes, and the one way domain errors become HTTP."""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
+from ocelot_sms.errors import DomainError, InvalidRequest, Malformed, Unauthorized
 from ocelot_sms.observability import logger
 
+ErrorTable = Mapping[type[DomainError], int]
 
-def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
+
+def json_response(
+    status: int, body: Mapping[str, Any], headers: dict[str, str] | None = None
+) -> Response[str]:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
@@ -20,19 +27,67 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
     )
 
 
-def json_api() -> APIGatewayHttpResolver:
-    """A resolver whose own errors are JSON too: 404 for a route the function does not serve, and 500
-    with no detail (the exception is logged) for anything its routes did not handle."""
+def error_json(
+    code: str, message: str, problems: list[Any] | None = None, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every error answers the same shape: `error` (a code), `message`, `problems` (one per bad field,
+    often none) and, when there is more to say, `details`."""
+    body: dict[str, Any] = {"error": code, "message": message, "problems": problems or []}
+    if details:
+        body["details"] = dict(details)
+    return body
+
+
+def error_body(error: DomainError) -> dict[str, Any]:
+    problems: list[Any] = []
+    if isinstance(error, InvalidRequest):
+        problems = [{"field": p.field, "message": p.message} for p in error.problems]
+    elif isinstance(error, Malformed):
+        problems = error.problems[:50]
+    return error_json(error.code, error.message, problems, error.details)
+
+
+# What a caller learns of a failure we did not foresee: nothing (the exception is logged).
+INTERNAL_ERROR = error_json("internal_error", "internal error")
+
+
+def status_for(error: DomainError, errors: ErrorTable) -> int | None:
+    """The status of the error's class in the table, or of its nearest mapped base class."""
+    return next((errors[cls] for cls in type(error).__mro__ if cls in errors), None)
+
+
+def error_response(error: DomainError, errors: ErrorTable) -> Response[str]:
+    status = status_for(error, errors)
+    if status is None:
+        # A service raised what this handler never mapped: a bug, not the caller's fault.
+        logger.error("unmapped domain error", extra={"error": type(error).__name__})
+        return json_response(500, INTERNAL_ERROR)
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Basic realm="ocelot-sms"'
+    return json_response(status, error_body(error), headers or None)
+
+
+def json_api(errors: ErrorTable) -> APIGatewayHttpResolver:
+    """A resolver that maps the services' domain errors through `errors` (the handler's table), and
+    whose own errors are JSON too: 404 for a route the function does not serve, and 500 with no detail
+    (the exception is logged) for anything else."""
     app = APIGatewayHttpResolver()
 
     # Registered apart, or the catch-all below would answer 500 to any other method or path.
     @app.not_found
     def not_found(_error: NotFoundError) -> Response[str]:
-        return json_response(404, {"error": "not_found", "message": "no such route"})
+        return json_response(404, error_json("not_found", "no such route"))
+
+    @app.exception_handler(DomainError)
+    def domain_error(error: DomainError) -> Response[str]:
+        return error_response(error, errors)
 
     @app.exception_handler(Exception)
     def unexpected(_error: Exception) -> Response[str]:
         logger.exception("unexpected error")
-        return json_response(500, {"error": "internal_error", "message": "internal error"})
+        return json_response(500, INTERNAL_ERROR)
 
     return app

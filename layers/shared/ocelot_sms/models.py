@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from ocelot_sms.contract import E164_PATTERN, MAX_MESSAGE_CHARS, DeliveryStatus
+from ocelot_sms.contract import E164_PATTERN, MAX_MESSAGE_CHARS
+from ocelot_sms.delivery import DeliveryStatus
 
 PhoneNumber = Annotated[str, Field(pattern=E164_PATTERN, description="E.164, e.g. +15551234567")]
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -66,28 +67,12 @@ class Problem(_Public):
     message: str
 
 
-class RequestInvalid(ValueError):
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
-        self.problems = problems
-
-
 def problems_from(error: ValidationError) -> list[Problem]:
     """One problem per bad field, named by its path in OUR request (aliases, dotted, 0-based)."""
     return [
         Problem(field=".".join(str(part) for part in item["loc"]) or "body", message=item["msg"])
         for item in error.errors(include_url=False)
     ]
-
-
-class ErrorResponse(_Public):
-    error: str
-    message: str
-    problems: list[Problem] = Field(default_factory=list)
-    details: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
 
 
 class MessageResult(_Public):

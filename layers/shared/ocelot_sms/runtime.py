@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from ocelot_sms.settings import Settings, get_settings
+from ocelot_sms.settings import get_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-    from ocelot_sms.callbacks import CallbackService
     from ocelot_sms.ocelot_client import HttpOcelotClient
     from ocelot_sms.sender import SenderService
     from ocelot_sms.status import StatusService
     from ocelot_sms.store import DynamoStore
+    from ocelot_sms.webhook import WebhookService
 
 
 @cache
@@ -86,12 +86,12 @@ def status_service() -> StatusService:
 
 
 @cache
-def callback_service() -> CallbackService:
-    from ocelot_sms.callbacks import CallbackService
+def webhook_service() -> WebhookService:
     from ocelot_sms.credentials import WebhookCredentials
+    from ocelot_sms.webhook import WebhookService
 
-    settings: Settings = get_settings()
-    return CallbackService(
+    settings = get_settings()
+    return WebhookService(
         settings,
         store(),
         lambda: WebhookCredentials.load(settings.webhook_secret_id, settings.secret_max_age_seconds),
@@ -106,7 +106,7 @@ def reset() -> None:
         store,
         ocelot_client,
         sender_service,
-        callback_service,
+        webhook_service,
         status_service,
     ):
         factory.cache_clear()

@@ -16,7 +16,6 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
@@ -26,7 +25,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from pydantic import ValidationError
 
-from ocelot_sms.contract import DeliveryStatus, ErrorBody, SendMessage, SendRequest
+from ocelot_sms.contract import SendMessage, SendRequest
+from ocelot_sms.delivery import DeliveryStatus
+from ocelot_sms.errors import Conflict, InProgress, InvalidRequest, Rejected, Unavailable
 from ocelot_sms.models import (
     BatchRequest,
     BatchResult,
@@ -34,43 +35,27 @@ from ocelot_sms.models import (
     MessageResult,
     OutgoingMessage,
     Problem,
-    RequestInvalid,
     problems_from,
 )
 from ocelot_sms.observability import MetricUnit, logger, metrics
 from ocelot_sms.ocelot_client import OcelotClient, OcelotOutcomeUnknown, OcelotRejected, OcelotUnavailable
 from ocelot_sms.settings import Settings
-from ocelot_sms.store import ChunkRecord, ChunkStatus, MessageRecord, RequestConflict, Store
+from ocelot_sms.store import (
+    BatchRecord,
+    ChunkRecord,
+    ChunkStatus,
+    MessageRecord,
+    Rejection,
+    RequestConflict,
+    Store,
+)
+
+# How long a caller should wait before asking again about a request another invocation is sending.
+IN_PROGRESS_RETRY_AFTER = 5.0
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
     from aws_lambda_powertools.utilities.typing import LambdaContext
-
-
-class FailureKind(StrEnum):
-    CONFLICT = "conflict"  # same requestId, different payload
-    IN_PROGRESS = "in_progress"  # another invocation is sending this request right now
-    REJECTED = "rejected"  # Ocelot refused a chunk (4xx)
-    UNAVAILABLE = "unavailable"  # Ocelot certainly did not take a chunk (429/503/no connection/no time)
-
-
-class SubmitFailed(Exception):
-    """The request did not complete. `result` holds what happened to each chunk so far."""
-
-    def __init__(
-        self,
-        kind: FailureKind,
-        message: str,
-        result: BatchResult | None = None,
-        *,
-        ocelot_error: ErrorBody | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.result = result
-        self.ocelot_error = ocelot_error
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +111,13 @@ class SenderService:
         self._deadline = time.monotonic() + remaining - self._settings.safety_margin_seconds
 
     def parse(self, payload: Any) -> BatchRequest:
-        """The request, or RequestInvalid with one problem per bad field."""
+        """The request, or InvalidRequest with one problem per bad field."""
         try:
             request = BatchRequest.model_validate(
                 payload, context={"max_messages": self._settings.max_messages_per_request}
             )
         except ValidationError as error:
-            raise RequestInvalid(problems_from(error)) from error
+            raise InvalidRequest(problems_from(error)) from error
         missing = [
             Problem(field=name, message=f"required: no default {name} is configured")
             for name, given, default in (
@@ -142,54 +127,47 @@ class SenderService:
             if not (given or default)
         ]
         if missing:
-            raise RequestInvalid(missing)
+            raise InvalidRequest(missing)
         return request
 
     def submit(self, request: BatchRequest, origin: str) -> BatchResult:
+        """Send every chunk at most once. Raises Conflict, InProgress, Rejected or Unavailable (with
+        what happened to each chunk so far in `details["result"]`) when the request did not complete."""
         chunks = list(split(request.messages, self._settings.ocelot_max_messages))
         if request.dry_run:
             return self._preview(request, chunks)
 
         digest = request_hash(request)
-        try:
-            self._store.put_batch(request.request_id, digest, len(request.messages), len(chunks), origin)
-        except RequestConflict as error:
-            raise SubmitFailed(
-                FailureKind.CONFLICT, str(error), self._result(request, _Progress(), chunks)
-            ) from error
         progress = _Progress()
+        try:
+            self._store.put_batch(
+                BatchRecord(request.request_id, digest, len(request.messages), len(chunks), origin)
+            )
+        except RequestConflict as error:
+            raise Conflict(str(error), details=self._details(request, progress, chunks)) from error
         for chunk in chunks:
             try:
                 outcome = self._send_chunk_once(chunk=self._chunk_data(request, chunk, digest))
             except IdempotencyValidationError as error:
-                raise SubmitFailed(
-                    FailureKind.CONFLICT,
+                raise Conflict(
                     f"requestId {request.request_id!r} was already used with a different payload",
-                    self._result(request, progress, chunks),
+                    details=self._details(request, progress, chunks),
                 ) from error
             except IdempotencyAlreadyInProgressError as error:
-                raise SubmitFailed(
-                    FailureKind.IN_PROGRESS,
+                raise InProgress(
                     f"requestId {request.request_id!r} is being sent right now",
-                    self._result(request, progress, chunks),
-                    retry_after=5.0,
+                    details=self._details(request, progress, chunks),
+                    retry_after=IN_PROGRESS_RETRY_AFTER,
                 ) from error
             except OcelotRejected as error:
-                self._record_not_sent(request, chunk, progress, str(error))
-                raise SubmitFailed(
-                    FailureKind.REJECTED,
-                    str(error),
-                    self._result(request, progress, chunks),
-                    ocelot_error=error.body,
-                ) from error
+                self._record_not_sent(chunk, progress, str(error))
+                raise Rejected(str(error), details=self._details(request, progress, chunks, error)) from error
             except OcelotUnavailable as error:
-                self._record_not_sent(request, chunk, progress, str(error))
-                raise SubmitFailed(
-                    FailureKind.UNAVAILABLE,
+                self._record_not_sent(chunk, progress, str(error))
+                raise Unavailable(
                     str(error),
-                    self._result(request, progress, chunks),
-                    ocelot_error=error.body,
-                    retry_after=error.retry_after,
+                    details=self._details(request, progress, chunks, error),
+                    retry_after=error.retry_after or 1.0,
                 ) from error
             self._record(request, chunk, outcome, progress)
 
@@ -211,23 +189,19 @@ class SenderService:
         raises when a retry can help (Ocelot unavailable or refusing, another invocation busy)."""
         try:
             return self.submit(self.parse(json.loads(body)), origin="sqs")
-        except (ValueError, RecursionError) as error:  # not JSON, or RequestInvalid
-            problems = (
-                error.problems
-                if isinstance(error, RequestInvalid)
-                else [Problem(field="body", message="not valid JSON")]
-            )
-            self._reject_queued(body, queue_message_id, problems)
-        except SubmitFailed as error:
-            if error.kind is not FailureKind.CONFLICT:
-                raise
+        except InvalidRequest as error:
+            self._reject_queued(body, queue_message_id, error.problems)
+        except (ValueError, RecursionError):  # not JSON
+            self._reject_queued(body, queue_message_id, [Problem(field="body", message="not valid JSON")])
+        except Conflict as error:
             self._reject_queued(body, queue_message_id, [Problem(field="requestId", message=str(error))])
         return None
 
     def _reject_queued(self, body: str, queue_message_id: str, problems: list[Problem]) -> None:
         # Kept whole (the table is encrypted, the item expires) so that nothing sent to us is lost.
         self._store.put_rejection(
-            queue_message_id, body, [p.model_dump() for p in problems], self._settings.raw_retention_days
+            Rejection(queue_message_id, body, tuple(p.model_dump() for p in problems)),
+            self._settings.raw_retention_days,
         )
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
         logger.warning(
@@ -349,13 +323,26 @@ class SenderService:
             metrics.add_metric(name="ChunksUnknown", unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="MessagesUnknown", unit=MetricUnit.Count, value=len(chunk.messages))
 
-    def _record_not_sent(self, request: BatchRequest, chunk: Chunk, progress: _Progress, reason: str) -> None:
+    def _record_not_sent(self, chunk: Chunk, progress: _Progress, reason: str) -> None:
         progress.chunks.append(
             ChunkOutcome(
                 index=chunk.index, status=ChunkStatus.NOT_SENT.value, size=len(chunk.messages), reason=reason
             )
         )
         metrics.add_metric(name="ChunksNotSent", unit=MetricUnit.Count, value=1)
+
+    def _details(
+        self,
+        request: BatchRequest,
+        progress: _Progress,
+        chunks: Sequence[Chunk],
+        ocelot: OcelotRejected | OcelotUnavailable | None = None,
+    ) -> dict[str, Any]:
+        """What a caller needs after a failure: each chunk's outcome so far, and Ocelot's own error."""
+        details: dict[str, Any] = {"result": self._result(request, progress, chunks).to_json()}
+        if ocelot is not None and ocelot.body is not None:
+            details["ocelot"] = ocelot.body.to_wire()
+        return details
 
     def _result(self, request: BatchRequest, progress: _Progress, chunks: Sequence[Chunk]) -> BatchResult:
         statuses = {c.status for c in progress.chunks}

@@ -1,12 +1,20 @@
-"""Configuration, parsed once per container from the environment the template sets."""
+"""Configuration, parsed once per container from the environment the template sets.
+
+Each setting is a typed field whose constraints are declared next to it (`Annotated[int, Between(1,
+100)]`); `from_env` converts by the declared type and checks every constraint, reporting all problems
+at once. Hand-written rather than pydantic-settings: the webhook imports no pydantic at cold start.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cache
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from ocelot_sms.contract import DEFAULT_MAX_MESSAGES_PER_REQUEST
 
@@ -16,81 +24,96 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Between:
+    low: float
+    high: float
+
+    def problem(self, value: Any) -> str | None:
+        # Written so that a NaN fails too: every comparison with it is false.
+        if self.low <= value <= self.high:
+            return None
+        return f"must be between {self.low:g} and {self.high:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Matches:
+    pattern: str
+    meaning: str
+
+    def problem(self, value: Any) -> str | None:
+        return None if re.fullmatch(self.pattern, str(value)) else f"must be {self.meaning}"
+
+
+NonNegative = Between(0, math.inf)
+Positive = Between(math.ulp(0.0), math.inf)
+AtLeastOne = Between(1, math.inf)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     table_name: str
     idempotency_table_name: str = ""
-    ocelot_base_url: str = "https://ai.ocelotbot.com"
+    ocelot_base_url: Annotated[str, Matches(r"https?://\S+", "an http(s) URL")] = "https://ai.ocelotbot.com"
     ocelot_secret_id: str = ""
     webhook_secret_id: str = ""
     default_sender: str = ""
     default_operator_id: str = ""
     # Messages per Ocelot request (one "chunk").
-    ocelot_max_messages: int = DEFAULT_MAX_MESSAGES_PER_REQUEST
+    ocelot_max_messages: Annotated[int, Between(1, 10_000)] = DEFAULT_MAX_MESSAGES_PER_REQUEST
     # Messages per request to OUR API / per SQS message.
-    max_messages_per_request: int = 1000
-    connect_timeout_seconds: float = 3.05
-    read_timeout_seconds: float = 15.0
-    max_send_attempts: int = 4
+    max_messages_per_request: Annotated[int, AtLeastOne] = 1000
+    connect_timeout_seconds: Annotated[float, Positive] = 3.05
+    read_timeout_seconds: Annotated[float, Positive] = 15.0
+    max_send_attempts: Annotated[int, AtLeastOne] = 4
     # Never wait longer than this for a Retry-After, whatever Ocelot asks.
-    max_retry_wait_seconds: float = 20.0
+    max_retry_wait_seconds: Annotated[float, NonNegative] = 20.0
     # Keep this much of the Lambda's time for recording the outcome after the last attempt.
-    safety_margin_seconds: float = 3.0
-    secret_max_age_seconds: int = 300
-    raw_retention_days: int = 30
-    data_retention_days: int = 400
-    idempotency_expiry_seconds: int = 7 * 24 * 3600
-    webhook_max_body_bytes: int = 1_000_000
-    webhook_write_concurrency: int = 16
+    safety_margin_seconds: Annotated[float, NonNegative] = 3.0
+    # At most 5 minutes, so that a rotated key applies soon.
+    secret_max_age_seconds: Annotated[int, Between(0, 300)] = 300
+    raw_retention_days: Annotated[int, AtLeastOne] = 30
+    data_retention_days: Annotated[int, AtLeastOne] = 400
+    idempotency_expiry_seconds: Annotated[int, AtLeastOne] = 7 * 24 * 3600
+    webhook_max_body_bytes: Annotated[int, AtLeastOne] = 1_000_000
+    webhook_write_concurrency: Annotated[int, Between(1, 64)] = 16
     # A message with no terminal status this long after it was accepted is marked unknown.
-    stale_after_hours: int = 72
+    stale_after_hours: Annotated[int, AtLeastOne] = 72
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every field from its upper-case variable; an empty or absent one keeps the default."""
         env = os.environ if env is None else env
+        hints = get_type_hints(cls, include_extras=True)
         values: dict[str, Any] = {}
         problems = []
         for field in fields(cls):
-            raw = env.get(field.name.upper())
+            name = field.name.upper()
+            raw = env.get(name)
             if raw is None or raw == "":
                 continue
+            kind, checks = _declared(hints[field.name])
             try:
-                values[field.name] = _convert(field.type, raw)
+                value = kind(raw)
             except ValueError:
-                problems.append(f"{field.name.upper()}={raw!r} is not a valid {field.type}")
+                problems.append(f"{name}={raw!r} is not a valid {kind.__name__}")
+                continue
+            problems += [f"{name}={raw!r} {p}" for c in checks if (p := c.problem(value)) is not None]
+            values[field.name] = value
         if "table_name" not in values:
             problems.append("TABLE_NAME is required")
         if problems:
             raise SettingsError("; ".join(problems))
-        settings = cls(**values)
-        settings._check()
-        return settings
-
-    def _check(self) -> None:
-        if not 1 <= self.ocelot_max_messages <= 10_000:
-            raise SettingsError("OCELOT_MAX_MESSAGES must be between 1 and 10000")
-        if self.max_messages_per_request < 1:
-            raise SettingsError("MAX_MESSAGES_PER_REQUEST must be at least 1")
-        if not self.ocelot_base_url.startswith(("https://", "http://")):
-            raise SettingsError("OCELOT_BASE_URL must be an http(s) URL")
-        # Written as `not (...)` so that a NaN fails too.
-        if not (0 <= self.secret_max_age_seconds <= 300):
-            raise SettingsError("SECRET_MAX_AGE_SECONDS must be between 0 and 300 (rotated keys apply soon)")
-        if not (self.connect_timeout_seconds > 0 and self.read_timeout_seconds > 0):
-            raise SettingsError("CONNECT_TIMEOUT_SECONDS and READ_TIMEOUT_SECONDS must be positive")
-        if self.max_send_attempts < 1:
-            raise SettingsError("MAX_SEND_ATTEMPTS must be at least 1")
-        if not (self.max_retry_wait_seconds >= 0 and self.safety_margin_seconds >= 0):
-            raise SettingsError("MAX_RETRY_WAIT_SECONDS and SAFETY_MARGIN_SECONDS must not be negative")
+        return cls(**values)
 
 
-def _convert(type_name: Any, raw: str) -> Any:
-    match str(type_name):
-        case "int":
-            return int(raw)
-        case "float":
-            return float(raw)
-        case _:
-            return raw
+def _declared(hint: Any) -> tuple[type, list[Any]]:
+    """The type to convert to (`int | None` is int) and the constraints declared on the field."""
+    checks: list[Any] = []
+    if get_origin(hint) is Annotated:
+        hint, *checks = get_args(hint)
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next(arg for arg in get_args(hint) if arg is not type(None))
+    return hint, checks
 
 
 @cache

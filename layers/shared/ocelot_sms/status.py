@@ -1,5 +1,5 @@
 """Read models for operators: a batch with counts and its messages' current status, one message's
-history. Used by the status API (functions/operations) and the CLI."""
+history. Used by the status API (functions/status) and the CLI."""
 
 from __future__ import annotations
 
@@ -9,25 +9,16 @@ import json
 from collections import Counter
 from typing import Any
 
-from ocelot_sms.contract import CallbackEvent, DeliveryStatus
-from ocelot_sms.store import DynamoStore
+from ocelot_sms.contract import CallbackEvent
+from ocelot_sms.delivery import DeliveryStatus
+from ocelot_sms.errors import BadRequest, NotFound
+from ocelot_sms.store import ChunkRecord, ChunkStatus, EventRecord, MessageRecord, MessageState, Store
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
 # Messages of the batch with no chunk record: their chunk was never tried (an earlier one failed).
 NOT_SENT = "not_sent"
-
-
-class BadRequest(ValueError):
-    """A query parameter the API refuses (400)."""
-
-
-class BadCursor(BadRequest):
-    pass
-
-
-class BadLimit(BadRequest):
-    pass
+_BAD_CURSOR = "cursor is not one this API returned"
 
 
 def encode_cursor(offset: int) -> str:
@@ -41,26 +32,33 @@ def decode_cursor(cursor: str | None) -> int:
         padded = cursor + "=" * (-len(cursor) % 4)
         offset = json.loads(base64.urlsafe_b64decode(padded))["offset"]
     except (binascii.Error, ValueError, KeyError, TypeError) as error:
-        raise BadCursor("cursor is not one this API returned") from error
+        raise BadRequest(_BAD_CURSOR) from error
     # type(), not isinstance(): JSON true would pass as the integer 1.
     if type(offset) is not int or offset < 0:
-        raise BadCursor("cursor is not one this API returned")
+        raise BadRequest(_BAD_CURSOR)
     return offset
 
 
-def check_limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadLimit(f"limit must be a whole number from 1 to {MAX_PAGE}")
-    return limit
+def parse_limit(limit: str | int | None) -> int:
+    """A page size from a query parameter: a whole number from 1 to MAX_PAGE (DEFAULT_PAGE if absent)."""
+    if limit is None:
+        return DEFAULT_PAGE
+    try:
+        value = int(limit)
+    except ValueError as error:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}") from error
+    if not 1 <= value <= MAX_PAGE:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return value
 
 
 class StatusService:
-    def __init__(self, store: DynamoStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     def batch(
-        self, request_id: str, limit: int = DEFAULT_PAGE, cursor: str | None = None
-    ) -> dict[str, Any] | None:
+        self, request_id: str, limit: str | int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
         """The batch, counts by current status over ALL its messages, and one page of messages.
 
         Counting reads every message's state (one query per chunk plus BatchGetItem per 100), so the
@@ -69,92 +67,93 @@ class StatusService:
         """
         # Checked before anything is read: a bad request costs no reads.
         offset = decode_cursor(cursor)
-        limit = check_limit(limit)
-        items = self._store.get_batch(request_id)
-        header = next((i for i in items if i["SK"] == "#BATCH"), None)
-        if header is None:
-            return None
-        chunks = sorted((i for i in items if i["SK"].startswith("CHUNK#")), key=lambda c: c["index"])
-        messages: list[dict[str, Any]] = []
-        for chunk in chunks:
-            if chunk["status"] == "accepted":
-                messages.extend(self._store.batch_messages(request_id, chunk["index"]))
+        page_size = parse_limit(limit)
+        stored = self._store.get_batch(request_id)
+        if stored is None:
+            raise NotFound(f"no batch {request_id!r}")
+        rows: dict[int, dict[str, Any]] = {}
+        accepted: list[MessageRecord] = []
+        for chunk in stored.chunks:
+            if chunk.status is ChunkStatus.ACCEPTED:
+                accepted.extend(self._store.batch_messages(request_id, chunk.index))
             else:
-                messages.extend(_unconfirmed(chunk))
-        covered = {m["index"] for m in messages}
-        messages.extend(_never_tried(i) for i in range(header.get("messageCount") or 0) if i not in covered)
-        states = self._store.get_states([m["messageId"] for m in messages if m.get("messageId")])
-        rows = [
-            _row(m, states.get(m.get("messageId") or "")) for m in sorted(messages, key=lambda m: m["index"])
-        ]
-        counts = Counter(row["status"] for row in rows)
-        page = rows[offset : offset + limit]
+                rows.update((row["index"], row) for row in _unconfirmed(chunk))
+        states = self._store.get_states([m.message_id for m in accepted])
+        rows.update((m.index, _accepted_row(m, states.get(m.message_id))) for m in accepted)
+        for index in range(stored.batch.message_count):
+            rows.setdefault(index, _row(index, None, None, None, NOT_SENT))
+        ordered = [rows[i] for i in sorted(rows)]
+        counts = Counter(row["status"] for row in ordered)
+        page = ordered[offset : offset + page_size]
         next_offset = offset + len(page)
         return {
             "requestId": request_id,
-            "createdAt": header.get("createdAt"),
-            "origin": header.get("origin"),
-            "messageCount": header.get("messageCount"),
+            "createdAt": stored.batch.created_at,
+            "origin": stored.batch.origin,
+            "messageCount": stored.batch.message_count,
             "counts": dict(sorted(counts.items())),
-            "chunks": [_chunk_view(c) for c in chunks],
-            "unknownChunks": [_chunk_view(c) for c in chunks if c["status"] == "unknown"],
+            "chunks": [_chunk_view(c) for c in stored.chunks],
+            "unknownChunks": [_chunk_view(c) for c in stored.chunks if c.status is ChunkStatus.UNKNOWN],
             "messages": page,
-            "nextCursor": encode_cursor(next_offset) if next_offset < len(rows) else None,
+            "nextCursor": encode_cursor(next_offset) if next_offset < len(ordered) else None,
         }
 
-    def message(self, message_id: str) -> dict[str, Any] | None:
+    def message(self, message_id: str) -> dict[str, Any]:
         found = self._store.get_message(message_id)
-        meta, state, events = found["meta"], found["state"], found["events"]
-        if meta is None and state is None and not events:
-            return None
+        if not found.found:
+            raise NotFound(f"no message {message_id!r}")
+        meta, state = found.meta, found.state
         return {
             "messageId": message_id,
-            "requestId": (meta or {}).get("requestId"),
-            "ref": (meta or {}).get("ref"),
-            "index": (meta or {}).get("index"),
-            "to": (meta or {}).get("to") or _recipient(events),
-            "batchId": (meta or {}).get("batchId") or (state or {}).get("batchId"),
-            "status": (state or {}).get("status") or DeliveryStatus.ACCEPTED.value,
-            "statusAt": (state or {}).get("eventTime"),
-            "errorCode": (state or {}).get("errorCode"),
-            "errorMessage": (state or {}).get("errorMessage"),
+            "requestId": meta.request_id if meta else None,
+            "ref": meta.ref if meta else None,
+            "index": meta.index if meta else None,
+            "to": (meta.to if meta else None) or _recipient(found.events),
+            "batchId": (meta.batch_id if meta else None) or (state.batch_id if state else None),
+            "status": state.status if state else DeliveryStatus.ACCEPTED.value,
+            "statusAt": state.event_time if state else None,
+            "errorCode": state.error_code if state else None,
+            "errorMessage": state.error_message if state else None,
             "history": [
                 {
-                    "eventId": e["eventId"],
-                    "status": e.get("status"),
-                    "eventTime": e.get("eventTime"),
-                    "receivedAt": e.get("receivedAt"),
-                    "event": json.loads(e["payload"]) if e.get("payload") else None,
+                    "eventId": e.event_id,
+                    "status": e.status,
+                    "eventTime": e.event_time,
+                    "receivedAt": e.received_at,
+                    "event": json.loads(e.payload) if e.payload else None,
                 }
-                for e in events
+                for e in found.events
             ],
         }
 
 
-def _unconfirmed(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+def _row(index: int, ref: str | None, to: str | None, message_id: str | None, status: str) -> dict[str, Any]:
+    return {"index": index, "ref": ref, "to": to, "messageId": message_id, "status": status, "statusAt": None}
+
+
+def _unconfirmed(chunk: ChunkRecord) -> list[dict[str, Any]]:
     """Messages of a chunk without Ocelot ids: their index is all we know."""
-    return [
-        {
-            "index": chunk["firstIndex"] + offset,
-            "messageId": None,
-            "ref": None,
-            "to": None,
-            "chunkIndex": chunk["index"],
-            "status": chunk["status"],
-        }
-        for offset in range(chunk["size"])
-    ]
+    status = DeliveryStatus.UNKNOWN.value if chunk.status is ChunkStatus.UNKNOWN else chunk.status.value
+    return [_row(chunk.first_index + offset, None, None, None, status) for offset in range(chunk.size)]
 
 
-def _never_tried(index: int) -> dict[str, Any]:
-    return {"index": index, "messageId": None, "ref": None, "to": None, "status": NOT_SENT}
+def _accepted_row(meta: MessageRecord, state: MessageState | None) -> dict[str, Any]:
+    row = _row(
+        meta.index,
+        meta.ref,
+        meta.to,
+        meta.message_id,
+        state.status if state else DeliveryStatus.ACCEPTED.value,
+    )
+    row["statusAt"] = state.event_time if state else None
+    return row
 
 
-def _recipient(events: list[dict[str, Any]]) -> str | None:
+def _recipient(events: tuple[EventRecord, ...]) -> str | None:
     """The recipient as the latest callback names it (Ocelot's field names are contract.py's)."""
     for event in reversed(events):
         try:
-            to = CallbackEvent.model_validate(json.loads(event.get("payload") or "{}")).to
+            to = CallbackEvent.model_validate(json.loads(event.payload or "{}")).to
         except ValueError:  # not JSON, or not an event (pydantic's ValidationError is one)
             continue
         if to:
@@ -162,27 +161,12 @@ def _recipient(events: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _row(meta: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]:
-    if meta.get("messageId") is None:
-        status = DeliveryStatus.UNKNOWN.value if meta["status"] == "unknown" else meta["status"]
-    else:
-        status = (state or {}).get("status") or DeliveryStatus.ACCEPTED.value
+def _chunk_view(chunk: ChunkRecord) -> dict[str, Any]:
     return {
-        "index": meta["index"],
-        "ref": meta.get("ref"),
-        "to": meta.get("to"),
-        "messageId": meta.get("messageId"),
-        "status": status,
-        "statusAt": (state or {}).get("eventTime"),
-    }
-
-
-def _chunk_view(chunk: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "index": chunk["index"],
-        "status": chunk["status"],
-        "batchId": chunk.get("batchId"),
-        "size": chunk["size"],
-        "firstIndex": chunk["firstIndex"],
-        "reason": chunk.get("reason"),
+        "index": chunk.index,
+        "status": chunk.status.value,
+        "batchId": chunk.batch_id,
+        "size": chunk.size,
+        "firstIndex": chunk.first_index,
+        "reason": chunk.reason,
     }

@@ -1,0 +1,50 @@
+"""Storage: typed records (records.py) behind one interface (base.py), kept in DynamoDB (dynamodb.py).
+
+Keys are spelled in keys.py and items made in codec.py; nothing outside this package sees an item.
+"""
+
+from ocelot_sms.store.base import (
+    INTERRUPTED_REASON,
+    RequestConflict,
+    StorageError,
+    Store,
+    TooLargeToStore,
+)
+from ocelot_sms.store.dynamodb import DynamoStore
+from ocelot_sms.store.records import (
+    BatchRecord,
+    ChunkRecord,
+    ChunkStatus,
+    EventRecord,
+    EventWrite,
+    MessageHistory,
+    MessageRecord,
+    MessageState,
+    RawDelivery,
+    RawRef,
+    Rejection,
+    StateChange,
+    StoredBatch,
+)
+
+__all__ = [
+    "INTERRUPTED_REASON",
+    "BatchRecord",
+    "ChunkRecord",
+    "ChunkStatus",
+    "DynamoStore",
+    "EventRecord",
+    "EventWrite",
+    "MessageHistory",
+    "MessageRecord",
+    "MessageState",
+    "RawDelivery",
+    "RawRef",
+    "Rejection",
+    "RequestConflict",
+    "StateChange",
+    "StorageError",
+    "Store",
+    "StoredBatch",
+    "TooLargeToStore",
+]

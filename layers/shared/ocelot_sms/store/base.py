@@ -1,0 +1,114 @@
+"""The store's interface: every read and write the services make, in records.
+
+`DynamoStore` (dynamodb.py) is the backend; the services' unit tests use an in-memory one that
+passes the same contract tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from ocelot_sms.store.records import (
+    BatchRecord,
+    ChunkRecord,
+    EventRecord,
+    EventWrite,
+    MessageHistory,
+    MessageRecord,
+    MessageState,
+    RawDelivery,
+    Rejection,
+    StateChange,
+    StoredBatch,
+)
+
+# Lambda's longest timeout: a chunk claimed longer ago than this is no longer being sent.
+SENDER_RUNS_AT_MOST = timedelta(minutes=15)
+INTERRUPTED_REASON = (
+    "interrupted after it was claimed, and may have been sent: send the same request again (same "
+    "requestId and body) to record it unknown with its Ocelot request, then attach or resend"
+)
+
+
+class StorageError(RuntimeError):
+    """The store did not durably do what was asked."""
+
+
+class TooLargeToStore(ValueError):
+    """Bigger than an item can hold even compressed: retrying cannot help."""
+
+
+class RequestConflict(ValueError):
+    """The requestId was stored before with a different payload."""
+
+
+class Store(Protocol):
+    # ---- the Sender ----------------------------------------------------------------------------------
+
+    def put_batch(self, batch: BatchRecord) -> None:
+        """First write wins; raises RequestConflict when the stored batch has another request hash."""
+        ...
+
+    def get_chunk(self, request_id: str, index: int) -> ChunkRecord | None: ...
+
+    def claim_chunk(self, chunk: ChunkRecord) -> ChunkRecord | None:
+        """Mark the chunk as being sent, unless an earlier attempt may already have sent it.
+
+        None when claimed; otherwise the record that stands (SENDING, ACCEPTED or UNKNOWN), which the
+        caller must not send again.
+        """
+        ...
+
+    def finish_chunk(self, chunk: ChunkRecord) -> None: ...
+
+    def put_messages(self, records: Sequence[MessageRecord]) -> None: ...
+
+    def put_rejection(self, rejection: Rejection, retention_days: int) -> None: ...
+
+    # ---- the webhook ---------------------------------------------------------------------------------
+
+    def put_raw(self, raw: RawDelivery, retention_days: int) -> None:
+        """Raises TooLargeToStore when the body cannot be kept even compressed."""
+        ...
+
+    def put_event(self, event: EventRecord) -> EventWrite:
+        """Store the event once by its eventId and, for a state change, move the message's current
+        status forward. A duplicate repairs a state update lost to an earlier failure."""
+        ...
+
+    def raw_deliveries(self, day: str) -> Iterator[RawDelivery]:
+        """Every raw delivery received on that UTC day (yyyy-mm-dd)."""
+        ...
+
+    # ---- reads -----------------------------------------------------------------------------------------
+
+    def get_batch(self, request_id: str) -> StoredBatch | None: ...
+
+    def batch_messages(self, request_id: str, chunk_index: int) -> list[MessageRecord]:
+        """The accepted messages of one chunk, in request order."""
+        ...
+
+    def get_states(self, message_ids: Sequence[str]) -> dict[str, MessageState]:
+        """Current states by message id; a message with no callback yet has none. Never partial."""
+        ...
+
+    def get_message(self, message_id: str) -> MessageHistory: ...
+
+    # ---- operations ------------------------------------------------------------------------------------
+
+    def unknown_chunks(self, now: datetime | None = None) -> list[ChunkRecord]:
+        """Chunks whose outcome is unknown, and chunks claimed longer ago than any Sender runs (their
+        sending was interrupted and never retried, reason INTERRUPTED_REASON), oldest first."""
+        ...
+
+    def chunks_to_sweep(self, since: datetime, until: datetime) -> Iterator[ChunkRecord]:
+        """Accepted chunks not swept yet, accepted in whole hours between `since` and `until`."""
+        ...
+
+    def advance_state(self, change: StateChange) -> bool:
+        """Apply the change if its order key is the highest so far; False when the state is further."""
+        ...
+
+    def swept(self, chunk: ChunkRecord) -> None: ...

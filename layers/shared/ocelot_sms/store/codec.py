@@ -1,0 +1,402 @@
+"""Records to DynamoDB items and back: the one place where attribute names and types are spelled.
+
+Bodies that may be large (a raw delivery, a rejected queue message, an unknown chunk's Ocelot
+request) are UTF-8 text up to 32 KB and gzip-compressed binary above, so that an item (400 KB at
+most) holds them whole as long as it can.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+
+from ocelot_sms.clock import from_iso, iso
+from ocelot_sms.store import keys
+from ocelot_sms.store.records import (
+    BatchRecord,
+    ChunkRecord,
+    ChunkStatus,
+    EventRecord,
+    MessageRecord,
+    MessageState,
+    RawDelivery,
+    RawRef,
+    Rejection,
+    StateChange,
+)
+
+Item = dict[str, Any]
+
+# Bodies above this many bytes are stored gzip-compressed.
+COMPRESS_ABOVE = 32_000
+# A body still larger than this compressed cannot be kept whole in one item.
+MAX_STORED_BODY = 350_000
+# A rejected queue message keeps its body up to this size, and this many problems (clipped to
+# TEXT_FIELD_MAX each) with the count of all: together well under 400 KB.
+REJECTED_BODY_MAX = 150_000
+REJECTION_PROBLEMS_KEPT = 100
+# A stored event keeps the item as received up to this size; beyond, the raw delivery holds it.
+EVENT_PAYLOAD_MAX = 64_000
+# Free-text fields copied into event and state items are cut to this many characters.
+TEXT_FIELD_MAX = 1024
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def to_item(values: Mapping[str, Any]) -> Item:
+    """DynamoDB's typed form of plain values; None values are left out."""
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def key_item(key: keys.Key) -> Item:
+    return to_item(key)
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    # DynamoDB numbers come back as Decimal; ours are all integers. Binary stays Binary.
+    if type(value).__name__ == "Decimal":
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def clip(value: str | None) -> str | None:
+    return value[:TEXT_FIELD_MAX] if value is not None else None
+
+
+def pack(data: bytes, limit: int = MAX_STORED_BODY) -> tuple[str | Binary, str] | None:
+    """Bytes as an attribute value and its encoding: UTF-8 text when small, otherwise gzip; None when
+    more than `limit` bytes even compressed. Bytes that are not UTF-8 are compressed too, so they are
+    kept byte for byte, never with replacement characters."""
+    if len(data) <= COMPRESS_ABOVE:
+        try:
+            return data.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            pass
+    packed = gzip.compress(data)
+    return (Binary(packed), "gzip") if len(packed) <= limit else None
+
+
+def unpack(value: Any, encoding: str | None) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(bytes(value))
+    return str(value).encode("utf-8", "surrogatepass")
+
+
+# ---- batch ------------------------------------------------------------------------------------------
+
+
+def batch_item(record: BatchRecord, created_at: str, expires_at: int) -> Item:
+    return to_item(
+        {
+            **keys.batch(record.request_id),
+            "type": "batch",
+            "requestId": record.request_id,
+            "requestHash": record.request_hash,
+            "messageCount": record.message_count,
+            "chunkCount": record.chunk_count,
+            "origin": record.origin,
+            "createdAt": created_at,
+            "expiresAt": expires_at,
+        }
+    )
+
+
+def batch_from(item: Mapping[str, Any]) -> BatchRecord:
+    plain = from_item(item)
+    return BatchRecord(
+        request_id=plain["requestId"],
+        request_hash=plain.get("requestHash", ""),
+        message_count=plain.get("messageCount") or 0,
+        chunk_count=plain.get("chunkCount") or 0,
+        origin=plain.get("origin", ""),
+        created_at=plain.get("createdAt"),
+    )
+
+
+def is_batch(item: Mapping[str, Any]) -> bool:
+    return bool(item["SK"]["S"] == keys.BATCH_SK)
+
+
+def is_chunk(item: Mapping[str, Any]) -> bool:
+    return bool(item["SK"]["S"].startswith(keys.CHUNK_SK_PREFIX))
+
+
+# ---- chunk ------------------------------------------------------------------------------------------
+
+
+def chunk_item(chunk: ChunkRecord, now: datetime, expires_at: int, claim_token: str | None = None) -> Item:
+    at = iso(now)
+    item: dict[str, Any] = {
+        **keys.chunk(chunk.request_id, chunk.index),
+        "type": "chunk",
+        "requestId": chunk.request_id,
+        "index": chunk.index,
+        "status": chunk.status.value,
+        "size": chunk.size,
+        "firstIndex": chunk.first_index,
+        "batchId": chunk.batch_id,
+        "reason": chunk.reason,
+        "updatedAt": at,
+        "expiresAt": expires_at,
+        "claimToken": claim_token,
+    }
+    if chunk.message_ids:
+        item["messageIds"] = list(chunk.message_ids)
+    if chunk.status is ChunkStatus.ACCEPTED and chunk.batch_id:
+        item["GSI1PK"], item["GSI1SK"] = keys.ocelot_batch(chunk.batch_id, chunk.request_id, chunk.index)
+        # Found again by the stale-message sweep (GSI2, sparse) until it has been swept.
+        item["GSI2PK"] = keys.sweep_bucket(now)
+        item["GSI2SK"] = keys.sweep_member(chunk.request_id, chunk.index)
+    elif chunk.status is ChunkStatus.SENDING:
+        # Listed for reconciliation once too old to be in flight; gone when the chunk is finished.
+        item["GSI1PK"], item["GSI1SK"] = keys.listed_chunk(
+            keys.CHUNKS_SENDING, at, chunk.request_id, chunk.index
+        )
+    elif chunk.status is ChunkStatus.UNKNOWN:
+        item["GSI1PK"], item["GSI1SK"] = keys.listed_chunk(
+            keys.CHUNKS_UNKNOWN, at, chunk.request_id, chunk.index
+        )
+        if chunk.payload:
+            packed = pack(json.dumps(chunk.payload, ensure_ascii=False).encode())
+            if packed is not None:
+                item["payload"], item["payloadEncoding"] = packed
+            else:
+                item["reason"] = f"{chunk.reason}; the Ocelot request is too large to keep for a resend"
+    return to_item(item)
+
+
+def chunk_from(item: Mapping[str, Any]) -> ChunkRecord:
+    plain = from_item(item)
+    payload = None
+    if plain.get("payload"):
+        payload = json.loads(unpack(plain["payload"], plain.get("payloadEncoding")))
+    return ChunkRecord(
+        request_id=plain["requestId"],
+        index=plain["index"],
+        status=ChunkStatus(plain["status"]),
+        size=plain["size"],
+        first_index=plain["firstIndex"],
+        batch_id=plain.get("batchId"),
+        reason=plain.get("reason"),
+        message_ids=tuple(plain.get("messageIds", ())),
+        payload=payload,
+        updated_at=plain.get("updatedAt"),
+    )
+
+
+def claim_token(item: Mapping[str, Any]) -> str | None:
+    token: str | None = item.get("claimToken", {}).get("S")
+    return token
+
+
+# ---- messages ---------------------------------------------------------------------------------------
+
+
+def message_item(record: MessageRecord, created_at: str, expires_at: int) -> Item:
+    return to_item(
+        {
+            **keys.message_meta(record.message_id),
+            "type": "message",
+            "messageId": record.message_id,
+            "requestId": record.request_id,
+            "index": record.index,
+            "ref": record.ref,
+            "to": record.to,
+            "chunkIndex": record.chunk_index,
+            "batchId": record.batch_id,
+            "createdAt": created_at,
+            "expiresAt": expires_at,
+            "GSI1PK": keys.chunk_messages(record.request_id, record.chunk_index),
+            "GSI1SK": keys.message_position(record.index),
+        }
+    )
+
+
+def message_from(item: Mapping[str, Any]) -> MessageRecord:
+    plain = from_item(item)
+    return MessageRecord(
+        message_id=plain["messageId"],
+        request_id=plain["requestId"],
+        index=plain["index"],
+        ref=plain.get("ref"),
+        to=plain.get("to", ""),
+        chunk_index=plain.get("chunkIndex", 0),
+        batch_id=plain.get("batchId", ""),
+    )
+
+
+def state_update(change: StateChange, updated_at: str, expires_at: int) -> dict[str, Any]:
+    """The one UpdateItem that moves a message's current status: applied only when the change's order
+    key is higher than the stored one (DeliveryStatus's ordering rule)."""
+    values = {
+        ":ty": "state",
+        ":m": change.message_id,
+        ":s": change.status.value,
+        ":k": change.order_key,
+        ":e": change.event_id,
+        ":t": change.event_time,
+        ":ec": clip(change.error_code),
+        ":em": clip(change.error_message),
+        ":b": clip(change.batch_id),
+        ":u": updated_at,
+        ":x": expires_at,
+    }
+    return {
+        "Key": key_item(keys.message_state(change.message_id)),
+        "UpdateExpression": (
+            "SET #type = :ty, messageId = :m, #status = :s, orderKey = :k, eventId = :e, eventTime = :t, "
+            "errorCode = :ec, errorMessage = :em, batchId = :b, updatedAt = :u, expiresAt = :x"
+        ),
+        "ConditionExpression": "attribute_not_exists(orderKey) OR orderKey < :k",
+        "ExpressionAttributeNames": {"#type": "type", "#status": "status"},
+        "ExpressionAttributeValues": {k: _serializer.serialize(v) for k, v in values.items()},
+    }
+
+
+def state_from(item: Mapping[str, Any]) -> MessageState:
+    plain = from_item(item)
+    return MessageState(
+        message_id=plain["messageId"],
+        status=plain["status"],
+        order_key=plain.get("orderKey"),
+        event_id=plain.get("eventId"),
+        event_time=plain.get("eventTime"),
+        error_code=plain.get("errorCode"),
+        error_message=plain.get("errorMessage"),
+        batch_id=plain.get("batchId"),
+        updated_at=plain.get("updatedAt"),
+    )
+
+
+def order_key_of(item: Mapping[str, Any] | None) -> str | None:
+    if not item or "orderKey" not in item:
+        return None
+    key: str = item["orderKey"]["S"]
+    return key
+
+
+# ---- events -----------------------------------------------------------------------------------------
+
+
+def event_item(event: EventRecord, received_at: str, expires_at: int) -> Item:
+    change = event.change
+    key = keys.status_event(change.message_id, event.event_id) if change else keys.other_event(event.event_id)
+    item: dict[str, Any] = {
+        **key,
+        "type": "event",
+        "eventId": event.event_id,
+        "name": clip(event.name),
+        "messageId": event.message_id,
+        "batchId": clip(event.batch_id),
+        "status": change.status.value if change else clip(event.status),
+        "eventTime": event.event_time,
+        "orderKey": change.order_key if change else None,
+        "receivedAt": received_at,
+        "raw": keys.raw_delivery(event.raw.delivery_id, from_iso(event.raw.received_at)),
+        "expiresAt": expires_at,
+    }
+    # A huge item stays in the raw delivery only, or the event would exceed the 400 KB item limit.
+    if event.payload is not None and len(event.payload) <= EVENT_PAYLOAD_MAX:
+        item["payload"] = event.payload
+    elif event.payload is not None:
+        item["payloadInRaw"] = True
+    return to_item(item)
+
+
+def event_from(item: Mapping[str, Any]) -> EventRecord:
+    plain = from_item(item)
+    raw_sk = plain.get("raw", {}).get("SK", "#")
+    received, _, delivery_id = raw_sk.partition("#")
+    return EventRecord(
+        event_id=plain["eventId"],
+        raw=RawRef(delivery_id, received),
+        name=plain.get("name"),
+        message_id=plain.get("messageId"),
+        batch_id=plain.get("batchId"),
+        status=plain.get("status"),
+        event_time=plain.get("eventTime"),
+        payload=plain.get("payload"),
+        received_at=plain.get("receivedAt"),
+    )
+
+
+def event_order(item: Mapping[str, Any]) -> tuple[str, str]:
+    """History order: by event time (events without one first), then by order key."""
+    return item.get("eventTime", {}).get("S", ""), item.get("orderKey", {}).get("S", "")
+
+
+# ---- raw deliveries and rejections -----------------------------------------------------------------
+
+
+def raw_item(raw: RawDelivery, expires_at: int) -> Item | None:
+    """None when the body is too large to keep even compressed."""
+    packed = pack(raw.body)
+    if packed is None:
+        return None
+    body, encoding = packed
+    return to_item(
+        {
+            **keys.raw_delivery(raw.delivery_id, raw.received_at),
+            "type": "raw",
+            "deliveryId": raw.delivery_id,
+            "receivedAt": iso(raw.received_at),
+            "body": body,
+            "bodyEncoding": encoding,
+            "bodyBytes": len(raw.body),
+            "headers": json.dumps(dict(raw.headers), sort_keys=True),
+            "sourceIp": raw.source_ip,
+            "expiresAt": expires_at,
+        }
+    )
+
+
+def raw_from(item: Mapping[str, Any]) -> RawDelivery:
+    plain = from_item(item)
+    return RawDelivery(
+        delivery_id=plain["deliveryId"],
+        received_at=from_iso(plain["receivedAt"]),
+        body=unpack(plain["body"], plain.get("bodyEncoding")),
+        headers=json.loads(plain.get("headers") or "{}"),
+        source_ip=plain.get("sourceIp"),
+    )
+
+
+def rejection_item(rejection: Rejection, now: datetime, expires_at: int) -> Item:
+    data = rejection.body.encode("utf-8", "surrogatepass")
+    packed = pack(data, REJECTED_BODY_MAX)
+    # Too large even compressed (SQS takes up to 1 MiB): the start, as text.
+    stored, encoding = packed or (data[:REJECTED_BODY_MAX].decode("utf-8", "ignore"), "text")
+    gsi_pk, gsi_sk = keys.rejected_day(now, rejection.source_id)
+    return to_item(
+        {
+            **keys.rejected(rejection.source_id),
+            "type": "rejected",
+            "sourceId": rejection.source_id,
+            "body": stored,
+            "bodyEncoding": encoding,
+            "bodyBytes": len(data),
+            "bodyTruncated": packed is None,
+            "problems": [
+                {k: clip(str(v)) for k, v in p.items()} for p in rejection.problems[:REJECTION_PROBLEMS_KEPT]
+            ],
+            "problemCount": len(rejection.problems),
+            "receivedAt": iso(now),
+            "expiresAt": expires_at,
+            "GSI1PK": gsi_pk,
+            "GSI1SK": gsi_sk,
+        }
+    )

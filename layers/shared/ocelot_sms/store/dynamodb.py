@@ -1,0 +1,309 @@
+"""The store on one DynamoDB table (docs/data-model.md): keys from keys.py, items from codec.py."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from ocelot_sms.clock import epoch_after, iso, utc_now
+from ocelot_sms.store import codec, keys
+from ocelot_sms.store.base import (
+    INTERRUPTED_REASON,
+    SENDER_RUNS_AT_MOST,
+    RequestConflict,
+    StorageError,
+    TooLargeToStore,
+)
+from ocelot_sms.store.records import (
+    BatchRecord,
+    ChunkRecord,
+    ChunkStatus,
+    EventRecord,
+    EventWrite,
+    MessageHistory,
+    MessageRecord,
+    MessageState,
+    RawDelivery,
+    Rejection,
+    StateChange,
+    StoredBatch,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
+# Attempts at the keys BatchWriteItem / BatchGetItem leave unprocessed before giving up.
+UNPROCESSED_ATTEMPTS = 8
+
+
+class DynamoStore:
+    def __init__(self, client: DynamoDBClient, table_name: str, data_retention_days: int = 400) -> None:
+        self._client = client
+        self._table = table_name
+        self._retention_days = data_retention_days
+
+    # ---- the Sender ------------------------------------------------------------------------------------
+
+    def put_batch(self, batch: BatchRecord) -> None:
+        # First write wins: a replay of the same request keeps the original creation time. The hash is
+        # checked here too, because idempotency records of chunks that were not sent are removed.
+        item = codec.batch_item(batch, iso(utc_now()), epoch_after(self._retention_days))
+        stored = self._put_if_absent(item)
+        if stored and codec.batch_from(stored).request_hash not in ("", batch.request_hash):
+            raise RequestConflict(f"requestId {batch.request_id!r} was already used with a different payload")
+
+    def get_chunk(self, request_id: str, index: int) -> ChunkRecord | None:
+        item = self._get(keys.chunk(request_id, index))
+        return codec.chunk_from(item) if item else None
+
+    def claim_chunk(self, chunk: ChunkRecord) -> ChunkRecord | None:
+        # DynamoDB may apply a write and still answer 500; botocore's retry then fails the condition on
+        # our own claim. The token tells that apart from an earlier attempt's claim.
+        token = uuid.uuid4().hex
+        item = codec.chunk_item(chunk, utc_now(), epoch_after(self._retention_days), claim_token=token)
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(PK) OR #s = :not_sent",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":not_sent": {"S": ChunkStatus.NOT_SENT.value}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            stored = _refused_item(error)
+            if stored is None or codec.claim_token(stored) == token:
+                return None
+            return codec.chunk_from(stored)
+        return None
+
+    def finish_chunk(self, chunk: ChunkRecord) -> None:
+        self._client.put_item(
+            TableName=self._table, Item=codec.chunk_item(chunk, utc_now(), epoch_after(self._retention_days))
+        )
+
+    def put_messages(self, records: Sequence[MessageRecord]) -> None:
+        created, expires = iso(utc_now()), epoch_after(self._retention_days)
+        self._batch_write(codec.message_item(r, created, expires) for r in records)
+
+    def put_rejection(self, rejection: Rejection, retention_days: int) -> None:
+        now = utc_now()
+        self._client.put_item(
+            TableName=self._table, Item=codec.rejection_item(rejection, now, epoch_after(retention_days, now))
+        )
+
+    # ---- the webhook ----------------------------------------------------------------------------------
+
+    def put_raw(self, raw: RawDelivery, retention_days: int) -> None:
+        item = codec.raw_item(raw, epoch_after(retention_days, raw.received_at))
+        if item is None:
+            raise TooLargeToStore(f"raw delivery of {len(raw.body)} bytes is too large to store")
+        self._client.put_item(TableName=self._table, Item=item)
+
+    def put_event(self, event: EventRecord) -> EventWrite:
+        """Cost: a new event is 2 writes (event + conditional state update); a duplicate is 1 write
+        (refused by its condition) plus 1 read to repair a state update lost to an earlier failure."""
+        item = codec.event_item(event, iso(utc_now()), epoch_after(self._retention_days))
+        change = event.change
+        if self._put_if_absent(item) is not None:
+            if change and not self._state_reached(change):
+                self.advance_state(change)
+            return EventWrite.DUPLICATE
+        if change:
+            return EventWrite.APPLIED if self.advance_state(change) else EventWrite.STORED
+        return EventWrite.STORED
+
+    def advance_state(self, change: StateChange) -> bool:
+        update = codec.state_update(change, iso(utc_now()), epoch_after(self._retention_days))
+        try:
+            self._client.update_item(TableName=self._table, **update)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def _state_reached(self, change: StateChange) -> bool:
+        item = self._get(keys.message_state(change.message_id), projection="orderKey")
+        stored = codec.order_key_of(item)
+        return stored is not None and stored >= change.order_key
+
+    def raw_deliveries(self, day: str) -> Iterator[RawDelivery]:
+        for shard in range(keys.RAW_SHARDS):
+            for item in self._query_partition(keys.raw_partition(day, shard)):
+                yield codec.raw_from(item)
+
+    # ---- reads -----------------------------------------------------------------------------------------
+
+    def get_batch(self, request_id: str) -> StoredBatch | None:
+        items = list(self._query_partition(keys.request_partition(request_id)))
+        header = next((i for i in items if codec.is_batch(i)), None)
+        if header is None:
+            return None
+        chunks = sorted((codec.chunk_from(i) for i in items if codec.is_chunk(i)), key=lambda c: c.index)
+        return StoredBatch(codec.batch_from(header), tuple(chunks))
+
+    def batch_messages(self, request_id: str, chunk_index: int) -> list[MessageRecord]:
+        items = self._query(
+            IndexName=keys.GSI1,
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": keys.chunk_messages(request_id, chunk_index)}},
+        )
+        return [codec.message_from(i) for i in items]
+
+    def get_states(self, message_ids: Sequence[str]) -> dict[str, MessageState]:
+        states: dict[str, MessageState] = {}
+        unique = list(dict.fromkeys(message_ids))  # BatchGetItem refuses a request with the same key twice
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            keys_ = [codec.key_item(keys.message_state(m)) for m in unique[start : start + BATCH_GET_LIMIT]]
+            request: dict[str, Any] = {self._table: {"Keys": keys_, "ConsistentRead": True}}
+            for _ in range(UNPROCESSED_ATTEMPTS):
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self._table, []):
+                    state = codec.state_from(item)
+                    states[state.message_id] = state
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05)
+            else:
+                # A missing state would read as "no callback yet": never return a partial answer.
+                left = len(request[self._table]["Keys"])
+                raise StorageError(f"{left} keys left unprocessed by BatchGetItem")
+        return states
+
+    def get_message(self, message_id: str) -> MessageHistory:
+        meta = state = None
+        events = []
+        for item in self._query_partition(keys.message_partition(message_id)):
+            sk = item["SK"]["S"]
+            if sk == keys.META_SK:
+                meta = codec.message_from(item)
+            elif sk == keys.STATE_SK:
+                state = codec.state_from(item)
+            elif sk.startswith(keys.EVENT_SK_PREFIX):
+                events.append(item)
+        events.sort(key=codec.event_order)
+        return MessageHistory(message_id, meta, state, tuple(codec.event_from(e) for e in events))
+
+    # ---- operations ------------------------------------------------------------------------------------
+
+    def unknown_chunks(self, now: datetime | None = None) -> list[ChunkRecord]:
+        # Rare by design, so one GSI key holds each listing.
+        interrupted_before = iso((now or utc_now()) - SENDER_RUNS_AT_MOST)
+        unknown = self._query(
+            IndexName=keys.GSI1,
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": keys.CHUNKS_UNKNOWN}},
+        )
+        interrupted = self._query(
+            IndexName=keys.GSI1,
+            KeyConditionExpression="GSI1PK = :pk AND GSI1SK < :before",
+            ExpressionAttributeValues={
+                ":pk": {"S": keys.CHUNKS_SENDING},
+                ":before": {"S": interrupted_before},
+            },
+        )
+        chunks = []
+        for item in sorted((*unknown, *interrupted), key=lambda i: i["GSI1SK"]["S"]):
+            chunk = codec.chunk_from(item)
+            if chunk.status is ChunkStatus.SENDING:
+                chunk = replace(chunk, reason=INTERRUPTED_REASON)
+            chunks.append(chunk)
+        return chunks
+
+    def chunks_to_sweep(self, since: datetime, until: datetime) -> Iterator[ChunkRecord]:
+        # By whole hour buckets: a bucket is read once ALL of its hour is before `until`, so no chunk
+        # comes out too young (one accepted at 10:45 is not due at 10:15 three days later, when 10:00 is).
+        hour = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        while hour + timedelta(hours=1) <= until:
+            for member in self._query(
+                IndexName=keys.GSI2,
+                KeyConditionExpression="GSI2PK = :pk",
+                ExpressionAttributeValues={":pk": {"S": keys.sweep_bucket(hour)}},
+            ):
+                chunk = self.get_chunk(*keys.parse_sweep_member(member["GSI2SK"]["S"]))
+                if chunk is not None:
+                    yield chunk
+            hour += timedelta(hours=1)
+
+    def swept(self, chunk: ChunkRecord) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key=codec.key_item(keys.chunk(chunk.request_id, chunk.index)),
+            UpdateExpression="REMOVE GSI2PK, GSI2SK",
+        )
+
+    # ---- plumbing ----------------------------------------------------------------------------------------
+
+    def _get(self, key: keys.Key, projection: str | None = None) -> dict[str, Any] | None:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": codec.key_item(key),
+            "ConsistentRead": True,
+        }
+        if projection:
+            request["ProjectionExpression"] = projection
+        item: dict[str, Any] | None = self._client.get_item(**request).get("Item")
+        return item
+
+    def _put_if_absent(self, item: Mapping[str, Any]) -> dict[str, Any] | None:
+        """PutItem unless an item with that key exists: None when written, else the stored item."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=dict(item),
+                ConditionExpression="attribute_not_exists(PK)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            stored = _refused_item(error)
+            # Refused, yet nothing there: our own write, applied once and retried by botocore.
+            return stored if stored is not None else {}
+        return None
+
+    def _query_partition(self, pk: str) -> Iterator[dict[str, Any]]:
+        return self._query(KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": pk}})
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(TableName=self._table, **kwargs):
+            yield from page.get("Items", [])
+
+    def _batch_write(self, items: Iterable[dict[str, Any]]) -> int:
+        """BatchWriteItem in groups of 25, re-sending unprocessed items with backoff. Returns requests."""
+        pending: list[Any] = [{"PutRequest": {"Item": item}} for item in items]
+        requests = 0
+        for start in range(0, len(pending), BATCH_WRITE_LIMIT):
+            group: list[Any] = pending[start : start + BATCH_WRITE_LIMIT]
+            for attempt in range(UNPROCESSED_ATTEMPTS):
+                requests += 1
+                response = self._client.batch_write_item(RequestItems={self._table: group})
+                group = response.get("UnprocessedItems", {}).get(self._table, [])
+                if not group:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            if group:
+                raise StorageError(f"{len(group)} items left unprocessed by BatchWriteItem")
+        return requests
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _refused_item(error: ClientError) -> dict[str, Any] | None:
+    """The item that made a conditional write fail (ALL_OLD); re-raises any other error."""
+    if not _is_condition_failure(error):
+        raise error
+    response: dict[str, Any] = dict(error.response)
+    item: dict[str, Any] | None = response.get("Item")
+    return item

@@ -1,0 +1,168 @@
+"""What the store keeps, as typed, frozen records. The rest of the code sees these, never an item."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from ocelot_sms.clock import iso
+from ocelot_sms.delivery import DeliveryStatus
+
+
+class ChunkStatus(StrEnum):
+    SENDING = "sending"  # claimed; the HTTP call may be in flight
+    ACCEPTED = "accepted"  # Ocelot returned ids
+    UNKNOWN = "unknown"  # sent, outcome unknown: never re-sent automatically
+    NOT_SENT = "not_sent"  # certainly not taken by Ocelot (429/503/connect/4xx): safe to send again
+
+
+class EventWrite(StrEnum):
+    APPLIED = "applied"  # new event; the message's current status moved to it
+    STORED = "stored"  # new event, kept in history; current status already further along (or none)
+    DUPLICATE = "duplicate"  # eventId seen before: nothing new written
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """One request to our API (or queue message): what makes a retry "the same request"."""
+
+    request_id: str
+    request_hash: str
+    message_count: int
+    chunk_count: int
+    origin: str
+    # Set by the store; not part of what makes two records equal.
+    created_at: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """One Ocelot request: up to OcelotMaxMessages messages of a batch."""
+
+    request_id: str
+    index: int
+    status: ChunkStatus
+    size: int
+    first_index: int
+    batch_id: str | None = None
+    reason: str | None = None
+    message_ids: tuple[str, ...] = ()
+    # The Ocelot request, kept only while the outcome is unknown: what an operator may resend.
+    payload: dict[str, Any] | None = None
+    updated_at: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A batch and its chunks, in chunk order."""
+
+    batch: BatchRecord
+    chunks: tuple[ChunkRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """Correlation of one accepted message: our requestId/ref/index <-> Ocelot batchId/messageId."""
+
+    message_id: str
+    request_id: str
+    index: int
+    ref: str | None
+    to: str
+    chunk_index: int
+    batch_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """What a status event would make a message's current status, if its order key is the highest."""
+
+    message_id: str
+    status: DeliveryStatus
+    order_key: str
+    event_id: str
+    event_time: str | None
+    error_code: str | None = None
+    error_message: str | None = None
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageState:
+    """A message's current status: the state change with the highest order key so far."""
+
+    message_id: str
+    status: str
+    order_key: str | None
+    event_id: str | None
+    event_time: str | None
+    error_code: str | None = None
+    error_message: str | None = None
+    batch_id: str | None = None
+    updated_at: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One callback event, stored once by its eventId. `change` is set for a status event of a
+    known message; `payload` is the item as received (None when too large: then see the raw)."""
+
+    event_id: str
+    raw: RawRef
+    name: str | None = None
+    message_id: str | None = None
+    batch_id: str | None = None
+    status: str | None = None
+    event_time: str | None = None
+    change: StateChange | None = None
+    payload: str | None = None
+    received_at: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHistory:
+    """Meta, current state and every status event (in event-time order) of one message."""
+
+    message_id: str
+    meta: MessageRecord | None
+    state: MessageState | None
+    events: tuple[EventRecord, ...]
+
+    @property
+    def found(self) -> bool:
+        return self.meta is not None or self.state is not None or bool(self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRef:
+    """Where a raw delivery is: which events came from which delivery."""
+
+    delivery_id: str
+    received_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawDelivery:
+    """One HTTP delivery to the webhook, as received (secret headers already removed)."""
+
+    delivery_id: str
+    received_at: datetime
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    source_ip: str | None = None
+
+    @property
+    def ref(self) -> RawRef:
+        return RawRef(self.delivery_id, iso(self.received_at))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A queue message we refused for good, kept with its problems so that nothing sent is lost."""
+
+    source_id: str
+    body: str
+    problems: tuple[Mapping[str, str], ...]

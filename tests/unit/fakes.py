@@ -1,0 +1,246 @@
+"""In-memory stand-ins for the services' ports, for tests of the services themselves.
+
+`MemoryStore` implements `ocelot_sms.store.Store` with dicts; tests/unit/layer/store/test_store_contract.py
+runs the same behaviour tests against it and against DynamoStore on moto, so the two cannot drift.
+`MemoryIdempotency` is a Powertools persistence layer in a dict.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyItemAlreadyExistsError,
+    IdempotencyItemNotFoundError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+
+from ocelot_sms.clock import iso, utc_now
+from ocelot_sms.store import (
+    INTERRUPTED_REASON,
+    BatchRecord,
+    ChunkRecord,
+    ChunkStatus,
+    EventRecord,
+    EventWrite,
+    MessageHistory,
+    MessageRecord,
+    MessageState,
+    RawDelivery,
+    Rejection,
+    RequestConflict,
+    StateChange,
+    StoredBatch,
+    TooLargeToStore,
+    codec,
+)
+from ocelot_sms.store.base import SENDER_RUNS_AT_MOST
+
+
+@dataclass
+class _Chunk:
+    record: ChunkRecord
+    at: datetime
+    # The hour an accepted chunk is listed under for the stale-message sweep, until swept.
+    sweep_hour: datetime | None = None
+
+
+@dataclass
+class MemoryStore:
+    """The store's behaviour without DynamoDB. Not a model of DynamoDB's failures: DynamoStore's own
+    tests cover those."""
+
+    batches: dict[str, BatchRecord] = field(default_factory=dict)
+    chunks: dict[tuple[str, int], _Chunk] = field(default_factory=dict)
+    messages: dict[str, MessageRecord] = field(default_factory=dict)
+    states: dict[str, MessageState] = field(default_factory=dict)
+    # Keyed as DynamoStore keys them: a status event with its message, any other event on its own,
+    # so an event first stored unrecognised is stored again once a corrected contract recognises it.
+    events: dict[tuple[str | None, str], EventRecord] = field(default_factory=dict)
+    raws: list[RawDelivery] = field(default_factory=list)
+    rejections: dict[str, Rejection] = field(default_factory=dict)
+    # What "now" is for the store's writes: a test may set it to pretend a write happened earlier.
+    clock: Callable[[], datetime] = utc_now
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    # ---- the Sender ------------------------------------------------------------------------------------
+
+    def put_batch(self, batch: BatchRecord) -> None:
+        with self._lock:
+            stored = self.batches.setdefault(batch.request_id, replace(batch, created_at=iso(self.clock())))
+        if stored.request_hash != batch.request_hash:
+            raise RequestConflict(f"requestId {batch.request_id!r} was already used with a different payload")
+
+    def get_chunk(self, request_id: str, index: int) -> ChunkRecord | None:
+        found = self.chunks.get((request_id, index))
+        return found.record if found else None
+
+    def claim_chunk(self, chunk: ChunkRecord) -> ChunkRecord | None:
+        with self._lock:
+            stored = self.get_chunk(chunk.request_id, chunk.index)
+            if stored is not None and stored.status is not ChunkStatus.NOT_SENT:
+                return stored
+            self.finish_chunk(chunk)
+        return None
+
+    def finish_chunk(self, chunk: ChunkRecord) -> None:
+        now = self.clock()
+        accepted = chunk.status is ChunkStatus.ACCEPTED and chunk.batch_id
+        hour = now.replace(minute=0, second=0, microsecond=0) if accepted else None
+        with self._lock:
+            self.chunks[(chunk.request_id, chunk.index)] = _Chunk(
+                replace(chunk, updated_at=iso(now)), now, hour
+            )
+
+    def put_messages(self, records: Sequence[MessageRecord]) -> None:
+        with self._lock:
+            self.messages.update((r.message_id, r) for r in records)
+
+    def put_rejection(self, rejection: Rejection, retention_days: int) -> None:
+        self.rejections[rejection.source_id] = rejection
+
+    # ---- the webhook -----------------------------------------------------------------------------------
+
+    def put_raw(self, raw: RawDelivery, retention_days: int) -> None:
+        if codec.pack(raw.body) is None:
+            raise TooLargeToStore(f"raw delivery of {len(raw.body)} bytes is too large to store")
+        with self._lock:
+            self.raws.append(raw)
+
+    def put_event(self, event: EventRecord) -> EventWrite:
+        change = event.change
+        key = (change.message_id if change else None, event.event_id)
+        with self._lock:
+            if key in self.events:
+                if change:
+                    self.advance_state(change)
+                return EventWrite.DUPLICATE
+            self.events[key] = replace(event, received_at=iso(self.clock()))
+        if change:
+            return EventWrite.APPLIED if self.advance_state(change) else EventWrite.STORED
+        return EventWrite.STORED
+
+    def advance_state(self, change: StateChange) -> bool:
+        with self._lock:
+            stored = self.states.get(change.message_id)
+            if stored is not None and stored.order_key is not None and stored.order_key >= change.order_key:
+                return False
+            self.states[change.message_id] = MessageState(
+                message_id=change.message_id,
+                status=change.status.value,
+                order_key=change.order_key,
+                event_id=change.event_id,
+                event_time=change.event_time,
+                error_code=codec.clip(change.error_code),
+                error_message=codec.clip(change.error_message),
+                batch_id=codec.clip(change.batch_id),
+                updated_at=iso(self.clock()),
+            )
+        return True
+
+    def raw_deliveries(self, day: str) -> Iterator[RawDelivery]:
+        yield from [r for r in self.raws if f"{r.received_at.astimezone(UTC):%Y-%m-%d}" == day]
+
+    # ---- reads -----------------------------------------------------------------------------------------
+
+    def get_batch(self, request_id: str) -> StoredBatch | None:
+        batch = self.batches.get(request_id)
+        if batch is None:
+            return None
+        chunks = sorted(
+            (c.record for (r, _), c in self.chunks.items() if r == request_id), key=lambda c: c.index
+        )
+        return StoredBatch(batch, tuple(chunks))
+
+    def batch_messages(self, request_id: str, chunk_index: int) -> list[MessageRecord]:
+        found = [
+            m for m in self.messages.values() if (m.request_id, m.chunk_index) == (request_id, chunk_index)
+        ]
+        return sorted(found, key=lambda m: m.index)
+
+    def get_states(self, message_ids: Sequence[str]) -> dict[str, MessageState]:
+        return {m: self.states[m] for m in message_ids if m in self.states}
+
+    def get_message(self, message_id: str) -> MessageHistory:
+        events = [e for (owner, _), e in self.events.items() if owner == message_id]
+        events.sort(key=lambda e: (e.event_time or "", e.change.order_key if e.change else ""))
+        return MessageHistory(
+            message_id,
+            self.messages.get(message_id),
+            self.states.get(message_id),
+            tuple(replace(e, change=None) for e in events),
+        )
+
+    # ---- operations ------------------------------------------------------------------------------------
+
+    def unknown_chunks(self, now: datetime | None = None) -> list[ChunkRecord]:
+        interrupted_before = (now or self.clock()) - SENDER_RUNS_AT_MOST
+        listed = [
+            c
+            for c in self.chunks.values()
+            if c.record.status is ChunkStatus.UNKNOWN
+            or (c.record.status is ChunkStatus.SENDING and c.at < interrupted_before)
+        ]
+        listed.sort(key=lambda c: c.at)
+        return [
+            replace(c.record, reason=INTERRUPTED_REASON)
+            if c.record.status is ChunkStatus.SENDING
+            else c.record
+            for c in listed
+        ]
+
+    def chunks_to_sweep(self, since: datetime, until: datetime) -> Iterator[ChunkRecord]:
+        first_hour = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        due = [
+            c
+            for c in self.chunks.values()
+            if c.sweep_hour is not None
+            and first_hour <= c.sweep_hour
+            and c.sweep_hour + timedelta(hours=1) <= until
+        ]
+        for chunk in sorted(due, key=lambda c: c.at):
+            yield chunk.record
+
+    def swept(self, chunk: ChunkRecord) -> None:
+        self.chunks[(chunk.request_id, chunk.index)].sweep_hour = None
+
+
+class MemoryIdempotency(BasePersistenceLayer):
+    """Powertools idempotency records in a dict, with the same conditions as its DynamoDB layer."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.records: dict[str, DataRecord] = {}
+        self._lock = threading.Lock()
+
+    def _get_record(self, idempotency_key: str) -> DataRecord:
+        try:
+            return self.records[idempotency_key]
+        except KeyError as error:
+            raise IdempotencyItemNotFoundError from error
+
+    def _put_record(self, data_record: DataRecord) -> None:
+        with self._lock:
+            existing = self.records.get(data_record.idempotency_key)
+            if existing is not None and not existing.is_expired and not _lock_expired(existing):
+                raise IdempotencyItemAlreadyExistsError(old_data_record=existing)
+            self.records[data_record.idempotency_key] = data_record
+
+    def _update_record(self, data_record: DataRecord) -> None:
+        with self._lock:
+            self.records[data_record.idempotency_key] = data_record
+
+    def _delete_record(self, data_record: DataRecord) -> None:
+        with self._lock:
+            self.records.pop(data_record.idempotency_key, None)
+
+
+def _lock_expired(record: DataRecord) -> bool:
+    """An in-progress record whose Lambda ran out of time no longer holds the lock."""
+    expiry: Any = record.in_progress_expiry_timestamp
+    return record.status == "INPROGRESS" and expiry is not None and expiry < utc_now().timestamp() * 1000

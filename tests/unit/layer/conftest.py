@@ -1,0 +1,66 @@
+"""Fixtures for the services' tests: the services wired as in the Lambda (ocelot_sms.runtime), over
+the in-memory store and idempotency records, with fixed credentials instead of Secrets Manager.
+Ocelot itself is `responses` (FakeOcelot); nothing leaves the process."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from ocelot_sms import runtime
+from ocelot_sms.credentials import OcelotCredentials, WebhookCredentials
+from ocelot_sms.sender import SenderService
+from ocelot_sms.settings import get_settings
+from tests.unit.fakes import MemoryIdempotency, MemoryStore
+from tests.unit.support.aws import OCELOT_CREDENTIALS, WEBHOOK_CREDENTIALS
+from tests.unit.support.ocelot import FakeOcelot, guard_network, ocelot_mock
+
+
+@dataclass
+class Wired:
+    store: MemoryStore = field(default_factory=MemoryStore)
+    idempotency: MemoryIdempotency = field(default_factory=MemoryIdempotency)
+    # What the Ocelot secret holds now: a test may change it, as an operator rotating the key would.
+    ocelot_secret: dict[str, str] = field(default_factory=lambda: dict(OCELOT_CREDENTIALS))
+
+
+@pytest.fixture
+def wired(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
+    wiring = Wired()
+    runtime.reset()
+
+    def sender_service() -> SenderService:
+        return SenderService(get_settings(), wiring.store, runtime.ocelot_client(), wiring.idempotency)
+
+    def ocelot_credentials(
+        cls: type[OcelotCredentials], secret_id: str, max_age: int, force_fetch: bool = False
+    ) -> OcelotCredentials:
+        return cls(wiring.ocelot_secret["chatbotId"], wiring.ocelot_secret["apiKey"])
+
+    def webhook_credentials(cls: type[WebhookCredentials], *_: Any) -> WebhookCredentials:
+        return cls(
+            WEBHOOK_CREDENTIALS["username"], WEBHOOK_CREDENTIALS["password"], WEBHOOK_CREDENTIALS["token"]
+        )
+
+    monkeypatch.setattr(runtime, "store", functools.cache(lambda: wiring.store))
+    monkeypatch.setattr(runtime, "sender_service", functools.cache(sender_service))
+    monkeypatch.setattr(OcelotCredentials, "load", classmethod(ocelot_credentials))
+    monkeypatch.setattr(WebhookCredentials, "load", classmethod(webhook_credentials))
+    yield wiring
+    runtime.reset()
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every TCP connection the test opens; one to anything but loopback fails it."""
+    return guard_network(monkeypatch)
+
+
+@pytest.fixture
+def ocelot(wired: Wired, connections: list[tuple[str, int]]) -> Iterator[FakeOcelot]:
+    with ocelot_mock() as mock:
+        yield FakeOcelot(mock)

@@ -1,0 +1,285 @@
+"""What every store does, whatever keeps the data: run against DynamoStore on moto and MemoryStore.
+
+The services' own tests use MemoryStore; these tests are what lets them trust it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+
+import pytest
+
+from ocelot_sms.clock import iso, utc_now
+from ocelot_sms.delivery import DeliveryStatus, order_key
+from ocelot_sms.store import (
+    INTERRUPTED_REASON,
+    BatchRecord,
+    ChunkRecord,
+    ChunkStatus,
+    EventWrite,
+    MessageRecord,
+    RawRef,
+    RequestConflict,
+    StateChange,
+    Store,
+    TooLargeToStore,
+)
+from ocelot_sms.store.codec import MAX_STORED_BODY
+from tests.unit.layer.store.support import RAW, T0, event, raw, status
+
+ACCEPTED = ChunkRecord("req-1", 0, ChunkStatus.ACCEPTED, 2, 0, "b-1", None, ("m-0", "m-1"))
+
+
+def message(index: int, chunk: int = 0, request_id: str = "req-1") -> MessageRecord:
+    return MessageRecord(
+        f"m-{index}", request_id, index, f"ref-{index}", f"+1555123{index:04d}", chunk, "b-1"
+    )
+
+
+# ---- batches and chunks ----------------------------------------------------------------------------
+
+
+def test_a_batch_reads_back_with_its_chunks_in_order(store: Store) -> None:
+    # Given a batch and two chunks written out of order
+    store.put_batch(BatchRecord("req-1", "hash-1", 150, 2, "api"))
+    unknown = ChunkRecord("req-1", 1, ChunkStatus.UNKNOWN, 50, 100, None, "read timeout")
+    store.finish_chunk(unknown)
+    store.finish_chunk(ACCEPTED)
+    # When read; Then the header and the chunks by index, with when the batch was created
+    stored = store.get_batch("req-1")
+    assert stored is not None
+    assert stored.batch == BatchRecord("req-1", "hash-1", 150, 2, "api")
+    assert stored.batch.created_at is not None
+    assert stored.chunks == (ACCEPTED, unknown)
+    assert store.get_batch("nope") is None
+
+
+def test_the_first_batch_record_wins_and_another_payload_conflicts(store: Store) -> None:
+    # Given a batch; When recorded again with the same hash (a retry from the queue)
+    store.put_batch(BatchRecord("req-1", "hash-1", 10, 1, "api"))
+    created = store.get_batch("req-1")
+    store.put_batch(BatchRecord("req-1", "hash-1", 10, 1, "sqs"))
+    # Then the first record stays as it was
+    again = store.get_batch("req-1")
+    assert again is not None
+    assert created is not None
+    assert (again.batch.origin, again.batch.created_at) == ("api", created.batch.created_at)
+    # When the requestId comes with another payload; Then a conflict, and nothing changes
+    with pytest.raises(RequestConflict, match="different payload"):
+        store.put_batch(BatchRecord("req-1", "hash-2", 99, 9, "sqs"))
+    assert store.get_batch("req-1") == again
+
+
+def test_a_chunk_is_claimed_once_unless_certainly_not_sent(store: Store) -> None:
+    # Given a new chunk; When claimed; Then claimed (None) and readable
+    sending = ChunkRecord("req-1", 0, ChunkStatus.SENDING, 100, 0)
+    assert store.claim_chunk(sending) is None
+    assert store.get_chunk("req-1", 0) == sending
+    # When claimed again; Then refused with the record that stands
+    assert store.claim_chunk(sending) == sending
+    # Given it was certainly not sent; Then it can be claimed again
+    store.finish_chunk(ChunkRecord("req-1", 0, ChunkStatus.NOT_SENT, 100, 0, reason="503"))
+    assert store.claim_chunk(sending) is None
+    assert store.get_chunk("req-1", 1) is None
+
+
+@pytest.mark.parametrize("standing", [ChunkStatus.ACCEPTED, ChunkStatus.UNKNOWN])
+def test_a_finished_chunk_is_never_claimed_again(store: Store, standing: ChunkStatus) -> None:
+    finished = ChunkRecord("req-1", 0, standing, 2, 0, "b-1", "why", ("m-0", "m-1"))
+    store.finish_chunk(finished)
+    assert store.claim_chunk(ChunkRecord("req-1", 0, ChunkStatus.SENDING, 2, 0)) == finished
+
+
+def test_an_unknown_chunk_keeps_its_ocelot_request(store: Store) -> None:
+    payload = {"phoneNumber": "+15550000000", "operatorId": "op", "messages": [{"to": "+15551230000"}]}
+    chunk = ChunkRecord("req-1", 0, ChunkStatus.UNKNOWN, 1, 0, reason="read timeout", payload=payload)
+    store.finish_chunk(chunk)
+    assert store.get_chunk("req-1", 0) == chunk
+
+
+def test_messages_are_listed_per_chunk_in_request_order(store: Store) -> None:
+    # Given 60 messages over two chunks (more than one BatchWriteItem of 25), written shuffled
+    records = [message(i, chunk=i // 30) for i in range(60)]
+    store.put_messages(random.Random(3).sample(records, len(records)))
+    # When one chunk is listed; Then exactly its messages, in index order
+    assert store.batch_messages("req-1", 1) == records[30:]
+    assert store.batch_messages("req-1", 2) == []
+
+
+# ---- events and states -----------------------------------------------------------------------------
+
+
+def test_a_new_status_is_applied_and_kept_in_the_history(store: Store) -> None:
+    # Given a delivered event for m-1; When stored
+    outcome = store.put_event(status("e-1", "m-1", "Delivered", T0, errorCode="0"))
+    # Then applied: the current state, and the event in the history as received
+    assert outcome is EventWrite.APPLIED
+    history = store.get_message("m-1")
+    assert history.found
+    state = history.state
+    assert state is not None
+    assert (state.status, state.event_id, state.error_code, state.batch_id, state.event_time) == (
+        "delivered",
+        "e-1",
+        "0",
+        "b-1",
+        iso(T0),
+    )
+    assert state.order_key == order_key(DeliveryStatus.DELIVERED, T0, "e-1")
+    [stored] = history.events
+    assert (stored.event_id, stored.status, stored.event_time, stored.raw) == (
+        "e-1",
+        "delivered",
+        iso(T0),
+        RAW,
+    )
+    assert json.loads(stored.payload or "")["status"] == "Delivered"
+
+
+def test_the_same_event_twice_is_a_duplicate_that_changes_nothing(store: Store) -> None:
+    event_ = status("e-1", "m-1", "sent", T0)
+    assert store.put_event(event_) is EventWrite.APPLIED
+    before = store.get_message("m-1")
+    # When the same eventId comes again, even from another raw delivery
+    again = status("e-1", "m-1", "sent", T0, raw=RawRef("d-2", "2026-11-26T16:00:09.000000Z"))
+    assert store.put_event(again) is EventWrite.DUPLICATE
+    assert store.get_message("m-1") == before
+
+
+def test_an_older_status_is_kept_in_the_history_only(store: Store) -> None:
+    # Given delivered at T0+5; When sent at T0+9 (later, but not terminal) arrives
+    assert store.put_event(status("e-2", "m-1", "delivered", T0 + timedelta(seconds=5))) is EventWrite.APPLIED
+    assert store.put_event(status("e-1", "m-1", "sent", T0 + timedelta(seconds=9))) is EventWrite.STORED
+    # Then the state stays delivered, and both are in the history in event-time order
+    history = store.get_message("m-1")
+    assert history.state is not None
+    assert history.state.status == "delivered"
+    assert [e.status for e in history.events] == ["delivered", "sent"]
+
+
+def test_the_history_is_in_event_time_order_untimed_first(store: Store) -> None:
+    # Given events stored out of order, one without time and one at another offset
+    store.put_messages([message(0)])
+    store.put_event(status("e-c", "m-0", "delivered", "2026-11-26T11:00:09-05:00"))
+    store.put_event(status("e-a", "m-0", "queued", "2026-11-26T16:00:01Z"))
+    store.put_event(status("e-z", "m-0", "sent", None))
+    store.put_event(status("e-b", "m-0", "sent", "2026-11-26T16:00:03Z"))
+    # When read; Then meta, state, and history by instant (not by arrival or event id)
+    history = store.get_message("m-0")
+    assert history.meta == message(0)
+    assert history.state is not None
+    assert history.state.event_id == "e-c"
+    assert [e.event_id for e in history.events] == ["e-z", "e-a", "e-b", "e-c"]
+    assert history.events[0].event_time is None
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"eventId": "in-1", "name": "IncomingSms.received", "message": "STOP", "messageId": "m-1"},
+        {"eventId": "e-odd", "name": "OutgoingSms.statusChanged", "messageId": "m-1", "status": "pending"},
+        {"eventId": "e-orphan", "name": "OutgoingSms.statusChanged", "status": "sent"},
+        {"eventId": "e-1", "messageId": "m-1", "status": "delivered"},
+    ],
+    ids=["inbound", "unknown-status", "no-message-id", "no-name"],
+)
+def test_an_event_that_is_no_status_change_of_a_message_moves_nothing(
+    store: Store, item: dict[str, str]
+) -> None:
+    # When stored; Then kept (a repeat is a duplicate), and m-1 has no state and no history
+    assert store.put_event(event(item)) is EventWrite.STORED
+    assert store.put_event(event(item)) is EventWrite.DUPLICATE
+    assert not store.get_message("m-1").found
+
+
+def test_an_event_stored_unrecognised_is_stored_again_once_recognised(store: Store) -> None:
+    # Given a status event whose status field an older contract did not read: kept apart
+    unread = event({"eventId": "e-1", "name": "OutgoingSms.statusChanged", "messageId": "m-1"})
+    assert store.put_event(unread) is EventWrite.STORED
+    # When replayed through a corrected contract; Then it is new for its message, and applied
+    assert store.put_event(status("e-1", "m-1", "sent", T0)) is EventWrite.APPLIED
+    assert [e.event_id for e in store.get_message("m-1").events] == ["e-1"]
+    # And replaying it again is a duplicate
+    assert store.put_event(status("e-1", "m-1", "sent", T0)) is EventWrite.DUPLICATE
+
+
+def test_a_state_moves_only_forward(store: Store) -> None:
+    later = StateChange("m-1", DeliveryStatus.SENT, order_key(DeliveryStatus.SENT, T0, "e-2"), "e-2", iso(T0))
+    earlier = StateChange(
+        "m-1", DeliveryStatus.QUEUED, order_key(DeliveryStatus.QUEUED, T0, "e-1"), "e-1", None
+    )
+    assert store.advance_state(later) is True
+    assert store.advance_state(earlier) is False
+    assert store.advance_state(later) is False
+    assert store.get_states(["m-1"])["m-1"].status == "sent"
+
+
+def test_states_are_read_for_many_messages_at_once(store: Store) -> None:
+    # Given 150 messages with a state (more than one BatchGetItem of 100)
+    for i in range(150):
+        store.put_event(status(f"e-{i}", f"m-{i}", "delivered" if i % 2 else "sent", T0))
+    # When read together with an unknown id and a repeated one
+    found = store.get_states([f"m-{i}" for i in range(150)] + ["unknown-1", "m-1"])
+    # Then one state per known message
+    assert len(found) == 150
+    assert (found["m-1"].status, found["m-2"].status) == ("delivered", "sent")
+    assert store.get_states([]) == {}
+
+
+# ---- raw deliveries --------------------------------------------------------------------------------
+
+
+def test_raw_deliveries_are_read_back_by_utc_day_byte_for_byte(store: Store) -> None:
+    # Given a big JSON body, a body that is not UTF-8, and one the next day (UTC)
+    big = json.dumps([{"eventId": f"e-{i}", "pad": "é" * 40} for i in range(400)]).encode()
+    latin1 = '{"message": "Caf\u00e9"}'.encode("latin-1")
+    store.put_raw(raw("d-big", big), 30)
+    store.put_raw(raw("d-latin", latin1, T0 + timedelta(seconds=1)), 30)
+    store.put_raw(raw("d-next", b"[]", T0 + timedelta(hours=9)), 30)
+    # When read by day; Then each body exactly as received, with its headers
+    day = {r.delivery_id: r for r in store.raw_deliveries("2026-11-26")}
+    assert {k: v.body for k, v in day.items()} == {"d-big": big, "d-latin": latin1}
+    assert day["d-big"].headers == {"content-type": "application/json"}
+    assert day["d-big"].received_at == T0
+    assert [r.delivery_id for r in store.raw_deliveries("2026-11-27")] == ["d-next"]
+
+
+def test_a_raw_body_too_large_even_compressed_is_refused(store: Store) -> None:
+    body = random.Random(7).randbytes(MAX_STORED_BODY + 10_000)
+    with pytest.raises(TooLargeToStore, match="too large"):
+        store.put_raw(raw(body=body), 30)
+    assert list(store.raw_deliveries("2026-11-26")) == []
+
+
+# ---- operations ------------------------------------------------------------------------------------
+
+
+def test_unknown_and_long_interrupted_chunks_are_listed_for_reconciliation(store: Store) -> None:
+    # Given an unknown chunk, a claim in flight, and an accepted chunk
+    store.finish_chunk(ChunkRecord("req-1", 1, ChunkStatus.UNKNOWN, 50, 100, reason="read timeout"))
+    store.claim_chunk(ChunkRecord("req-2", 0, ChunkStatus.SENDING, 10, 0))
+    store.finish_chunk(ACCEPTED)
+    # When listed now; Then only the unknown one (the claim may still be sending)
+    assert [(c.request_id, c.index) for c in store.unknown_chunks()] == [("req-1", 1)]
+    # When listed later than any Sender runs; Then the claim too, saying what to do
+    listed = store.unknown_chunks(now=utc_now() + timedelta(minutes=16))
+    assert [(c.request_id, c.status) for c in listed] == [
+        ("req-1", ChunkStatus.UNKNOWN),
+        ("req-2", ChunkStatus.SENDING),
+    ]
+    assert listed[1].reason == INTERRUPTED_REASON
+
+
+def test_an_accepted_chunk_is_due_for_the_sweep_once_its_whole_hour_has_passed(store: Store) -> None:
+    # Given a chunk accepted now
+    store.finish_chunk(ACCEPTED)
+    now = utc_now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    # Then not due before the end of its hour, due after it
+    assert list(store.chunks_to_sweep(hour - timedelta(days=1), hour + timedelta(minutes=59))) == []
+    assert list(store.chunks_to_sweep(hour - timedelta(days=1), hour + timedelta(hours=1))) == [ACCEPTED]
+    # And not due again once swept
+    store.swept(ACCEPTED)
+    assert list(store.chunks_to_sweep(hour - timedelta(days=1), hour + timedelta(hours=2))) == []

@@ -1,0 +1,646 @@
+"""SenderService: validate, split into chunks, send each chunk at most once, record what Ocelot said.
+
+The service is wired as in the Lambda (runtime.sender_service) over the in-memory store and
+idempotency records, with the real HTTP client and `responses` standing in for Ocelot.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+from urllib3.exceptions import ProtocolError
+
+from ocelot_sms import runtime
+from ocelot_sms.errors import Conflict, DomainError, InProgress, InvalidRequest, Rejected, Unavailable
+from ocelot_sms.models import BatchRequest
+from ocelot_sms.sender import SenderService, request_hash
+from ocelot_sms.store import BatchRecord, ChunkRecord, ChunkStatus
+from tests.unit.layer.conftest import Wired
+from tests.unit.support.aws import EmfReader, FakeContext
+from tests.unit.support.ocelot import (
+    FakeOcelot,
+    Reply,
+    Sent,
+    accept,
+    accepted,
+    batch,
+    busy,
+    nestjs,
+    outgoing,
+    phone,
+)
+
+pytestmark = pytest.mark.usefixtures("emf")
+
+
+def make_service(remaining_ms: int = 60_000) -> SenderService:
+    """The container's service, built from the environment as it is now."""
+    service = runtime.sender_service()
+    service.register_context(FakeContext(remaining_ms=remaining_ms))  # type: ignore[arg-type]
+    return service
+
+
+@pytest.fixture
+def service(wired: Wired) -> SenderService:
+    return make_service()
+
+
+def chunk(wired: Wired, request_id: str, index: int) -> ChunkRecord:
+    found = wired.store.get_chunk(request_id, index)
+    assert found is not None
+    return found
+
+
+def result_of(error: DomainError) -> dict[str, Any]:
+    """What the caller is told about each chunk when a request did not complete."""
+    assert error.details is not None
+    result: dict[str, Any] = error.details["result"]
+    return result
+
+
+# ---- validation and defaults ---------------------------------------------------------------------
+
+
+def test_from_and_operator_are_required_when_no_default_is_configured(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no DefaultSender / DefaultOperatorId
+    monkeypatch.delenv("DEFAULT_SENDER")
+    monkeypatch.delenv("DEFAULT_OPERATOR_ID")
+    body = batch("r", 1)
+    del body["from"], body["operatorId"]
+
+    # When a request without them is parsed
+    with pytest.raises(InvalidRequest) as caught:
+        make_service().parse(body)
+
+    # Then each is a clear problem of its own field
+    assert [(p.field, p.message) for p in caught.value.problems] == [
+        ("from", "required: no default from is configured"),
+        ("operatorId", "required: no default operatorId is configured"),
+    ]
+
+
+def test_a_request_that_names_them_needs_no_default(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given no defaults configured; When a request names from/operatorId; Then it is valid
+    monkeypatch.delenv("DEFAULT_SENDER")
+    monkeypatch.delenv("DEFAULT_OPERATOR_ID")
+    request = make_service().parse(batch("r", 1))
+    assert (request.sender, request.operator_id) == ("+15550000000", "operator-1")
+
+
+def test_configured_defaults_fill_in_from_and_operator(
+    monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given defaults configured, and a request without from/operatorId
+    monkeypatch.setenv("DEFAULT_SENDER", "+15559990000")
+    monkeypatch.setenv("DEFAULT_OPERATOR_ID", "operator-default")
+    body = batch("defaults", 1)
+    del body["from"], body["operatorId"]
+    service = make_service()
+
+    # When sent; Then Ocelot got the defaults
+    service.submit(service.parse(body), origin="api")
+    assert (ocelot.payloads[0]["phoneNumber"], ocelot.payloads[0]["operatorId"]) == (
+        "+15559990000",
+        "operator-default",
+    )
+
+
+def test_the_message_limit_comes_from_configuration(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given MAX_MESSAGES_PER_REQUEST=2
+    monkeypatch.setenv("MAX_MESSAGES_PER_REQUEST", "2")
+    service = make_service()
+
+    # When 2, then 3 messages are parsed; Then 2 pass and 3 are refused
+    assert len(service.parse(batch("r", 2)).messages) == 2
+    with pytest.raises(InvalidRequest) as caught:
+        service.parse(batch("r", 3))
+    assert [p.field for p in caught.value.problems] == ["messages"]
+    assert "at most 2 messages" in caught.value.problems[0].message
+
+
+# ---- chunking and correlation ------------------------------------------------------------------------
+
+
+def test_250_messages_go_as_3_chunks_in_order_and_every_id_is_stored(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given OCELOT_MAX_MESSAGES=100; When a request of 250 messages is submitted
+    result = service.submit(service.parse(batch("big-1", 250)), origin="api")
+
+    # Then exactly 3 POSTs of 100/100/50 messages went, in request order
+    assert [len(p["messages"]) for p in ocelot.payloads] == [100, 100, 50]
+    assert [m["externalId"] for p in ocelot.payloads for m in p["messages"]] == [
+        f"ref-{i}" for i in range(250)
+    ]
+    assert all((p["phoneNumber"], p["operatorId"]) == ("+15550000000", "operator-1") for p in ocelot.payloads)
+
+    # And each message got the id Ocelot returned at its position in its chunk
+    returned = [m["id"] for call in ocelot.sent for m in call.body["messages"]]
+    assert [(m.index, m.ref, m.to, m.message_id) for m in result.messages] == [
+        (i, f"ref-{i}", phone(i), returned[i]) for i in range(250)
+    ]
+    assert {m.status.value for m in result.messages} == {"accepted"}
+    assert result.status == "accepted"
+    assert result.batch_ids == [call.body["batchId"] for call in ocelot.sent]
+    assert [(c.index, c.status, c.size) for c in result.chunks] == [
+        (0, "accepted", 100),
+        (1, "accepted", 100),
+        (2, "accepted", 50),
+    ]
+
+    # And every correlation is stored, chunk by chunk
+    for index in range(3):
+        messages = wired.store.batch_messages("big-1", index)
+        assert [m.message_id for m in messages] == returned[index * 100 : index * 100 + 100]
+        assert {(m.request_id, m.batch_id) for m in messages} == {("big-1", result.batch_ids[index])}
+    last = wired.store.messages[returned[249]]
+    assert (last.index, last.ref, last.to, last.chunk_index) == (249, "ref-249", phone(249), 2)
+
+    # And each chunk record holds its batch id and ids; the batch header its counts
+    for index in range(3):
+        stored = chunk(wired, "big-1", index)
+        assert (stored.status, stored.batch_id) == (ChunkStatus.ACCEPTED, result.batch_ids[index])
+        assert list(stored.message_ids) == returned[index * 100 : index * 100 + 100]
+    assert wired.store.batches["big-1"] == BatchRecord(
+        "big-1", request_hash(service.parse(batch("big-1", 250))), 250, 3, "api"
+    )
+
+
+def test_the_chunk_size_is_configurable(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given OCELOT_MAX_MESSAGES=2
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
+    service = make_service()
+
+    # When 5 messages are sent; Then they go as 2/2/1
+    result = service.submit(service.parse(batch("small-chunks", 5)), origin="api")
+    assert [len(p["messages"]) for p in ocelot.payloads] == [2, 2, 1]
+    assert [m.index for m in result.messages] == [0, 1, 2, 3, 4]
+
+
+# ---- idempotency --------------------------------------------------------------------------------------
+
+
+def test_the_same_request_twice_is_sent_once_with_the_same_result(
+    service: SenderService, ocelot: FakeOcelot
+) -> None:
+    # Given a request already submitted; When it is submitted again (a client retry)
+    first = service.submit(service.parse(batch("twice", 3)), origin="api")
+    second = service.submit(service.parse(batch("twice", 3)), origin="api")
+
+    # Then Ocelot saw it once, and the answer is the same
+    assert len(ocelot.sent) == 1
+    assert second.to_json() == first.to_json()
+
+
+def test_the_same_request_id_with_another_payload_is_a_conflict(
+    service: SenderService, ocelot: FakeOcelot
+) -> None:
+    # Given a request already sent; When the same requestId comes with a different text
+    service.submit(service.parse(batch("reused", 2)), origin="api")
+    other = batch("reused", 2)
+    other["messages"][1]["text"] = "a different text"
+    with pytest.raises(Conflict, match="already used with a different payload") as caught:
+        service.submit(service.parse(other), origin="api")
+
+    # Then it is refused as a conflict with no chunk tried, and nothing more was sent
+    assert result_of(caught.value)["chunks"] == []
+    assert len(ocelot.sent) == 1
+
+
+def test_a_request_being_sent_right_now_is_not_sent_twice(service: SenderService, ocelot: FakeOcelot) -> None:
+    # Given a second invocation submitting the same request while the first is talking to Ocelot
+    request = service.parse(batch("busy-now", 2))
+    seen: list[DomainError] = []
+
+    def meanwhile(call: Sent) -> Reply:
+        try:
+            service.submit(request, origin="sqs")
+        except DomainError as error:
+            seen.append(error)
+        return 200, {}, accepted(call.payload)
+
+    ocelot.then(meanwhile)
+
+    # When the first completes
+    result = service.submit(request, origin="api")
+
+    # Then the second was told to come back later, and Ocelot got the chunk once
+    assert result.status == "accepted"
+    assert len(ocelot.sent) == 1
+    [error] = seen
+    assert isinstance(error, InProgress)
+    assert error.retry_after == 5.0
+
+
+def test_request_hash_ignores_dry_run_but_nothing_else() -> None:
+    # Given a request, its dry-run twin, and a copy with one different character
+    base = BatchRequest.model_validate(batch("h", 2))
+    dry = BatchRequest.model_validate(batch("h", 2, dryRun=True))
+    changed_body = batch("h", 2)
+    changed_body["messages"][0]["text"] += "!"
+    changed = BatchRequest.model_validate(changed_body)
+
+    # Then only the real change changes the hash
+    assert request_hash(base) == request_hash(dry)
+    assert request_hash(base) != request_hash(changed)
+
+
+# ---- ambiguous outcomes: recorded unknown, never re-sent -----------------------------------------------
+
+
+AMBIGUOUS: list[Any] = [
+    requests.ReadTimeout("read timed out"),
+    requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))),
+    nestjs(500, "Internal server error", "Internal Server Error"),
+    (502, {"Content-Type": "text/html"}, "<html>502 Bad Gateway</html>"),
+    (200, {"Content-Type": "text/plain"}, "OK"),
+]
+AMBIGUOUS_IDS = ["read-timeout", "reset", "500", "502", "2xx-unreadable"]
+
+
+@pytest.mark.parametrize("reply", AMBIGUOUS, ids=AMBIGUOUS_IDS)
+def test_an_ambiguous_outcome_is_recorded_unknown_and_never_resent(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired, reply: Any
+) -> None:
+    # Given Ocelot answering ambiguously; When submitted
+    ocelot.then(reply)
+    result = service.submit(service.parse(batch("ambiguous", 3)), origin="api")
+
+    # Then the chunk and its messages are unknown, with no ids
+    assert result.status == "unknown"
+    assert [(c.status, c.reason is not None) for c in result.chunks] == [("unknown", True)]
+    assert {(m.status.value, m.message_id) for m in result.messages} == {("unknown", None)}
+
+    # And the chunk record says so, with the request Ocelot got, and is listed for reconciliation
+    stored = chunk(wired, "ambiguous", 0)
+    assert stored.status is ChunkStatus.UNKNOWN
+    assert stored.payload == ocelot.payloads[0]
+    assert wired.store.unknown_chunks() == [stored]
+    assert wired.store.messages == {}
+
+    # And a replay does not call Ocelot again
+    again = service.submit(service.parse(batch("ambiguous", 3)), origin="api")
+    assert len(ocelot.sent) == 1
+    assert again.to_json() == result.to_json()
+
+
+def test_an_unknown_chunk_does_not_stop_the_next_chunks(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given chunks of 2, and a timeout on the second chunk only
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
+    service = make_service()
+    ocelot.then(accept, requests.ReadTimeout("timed out"))
+
+    # When 5 messages are submitted
+    result = service.submit(service.parse(batch("middle", 5)), origin="api")
+
+    # Then all 3 chunks were sent once, and only the second is unknown
+    assert len(ocelot.sent) == 3
+    assert [c.status for c in result.chunks] == ["accepted", "unknown", "accepted"]
+    assert [m.status.value for m in result.messages] == [
+        "accepted",
+        "accepted",
+        "unknown",
+        "unknown",
+        "accepted",
+    ]
+    assert result.status == "unknown"
+
+
+def test_fewer_ids_than_messages_is_unknown_but_keeps_the_batch_id(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given Ocelot accepting but listing one id for two messages
+    ocelot.then((201, {}, {"batchId": "b-short", "messages": [{"id": "m-1", "to": phone(0)}]}))
+
+    # When submitted
+    result = service.submit(service.parse(batch("short", 2)), origin="api")
+
+    # Then ids are not guessed: the chunk is unknown, with Ocelot's batch id kept for reconciliation
+    assert (result.status, result.batch_ids) == ("unknown", ["b-short"])
+    assert {m.message_id for m in result.messages} == {None}
+    stored = chunk(wired, "short", 0)
+    assert (stored.status, stored.batch_id, stored.reason) == (
+        ChunkStatus.UNKNOWN,
+        "b-short",
+        "accepted, but 1 ids for 2 messages",
+    )
+
+
+def test_a_chunk_left_sending_by_a_crash_is_reported_unknown_and_not_sent(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given a chunk claimed by an invocation that died mid-send (its idempotency lock has expired)
+    wired.store.claim_chunk(ChunkRecord("crashed", 0, ChunkStatus.SENDING, 3, 0))
+
+    # When the request comes again
+    result = service.submit(service.parse(batch("crashed", 3)), origin="sqs")
+
+    # Then nothing is sent, and the chunk is now unknown with the reason and the Ocelot request
+    assert ocelot.sent == []
+    assert result.status == "unknown"
+    stored = chunk(wired, "crashed", 0)
+    assert stored.status is ChunkStatus.UNKNOWN
+    assert "interrupted" in (stored.reason or "")
+    assert stored.payload is not None
+    assert [m["to"] for m in stored.payload["messages"]] == [phone(0), phone(1), phone(2)]
+
+    # And a further attempt still sends nothing
+    service.submit(service.parse(batch("crashed", 3)), origin="sqs")
+    assert ocelot.sent == []
+
+
+def test_a_chunk_accepted_earlier_is_not_sent_again_after_its_idempotency_record_expired(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given a chunk record saying Ocelot accepted it (and no idempotency record any more)
+    wired.store.finish_chunk(
+        ChunkRecord(
+            "old", 0, ChunkStatus.ACCEPTED, 2, 0, batch_id="b-old", message_ids=("m-old-0", "m-old-1")
+        )
+    )
+
+    # When the request comes again
+    result = service.submit(service.parse(batch("old", 2)), origin="sqs")
+
+    # Then the earlier ids are reported (and stored), and nothing is sent
+    assert ocelot.sent == []
+    assert [(m.ref, m.message_id) for m in result.messages] == [("ref-0", "m-old-0"), ("ref-1", "m-old-1")]
+    assert sorted(wired.store.messages) == ["m-old-0", "m-old-1"]
+
+
+# ---- certainly not taken: retried, then not_sent and sendable later ------------------------------------
+
+
+def test_a_rate_limit_then_success_is_retried(service: SenderService, ocelot: FakeOcelot) -> None:
+    # Given a 429 with Retry-After: 0, then acceptance; When submitted; Then two calls, the second accepted
+    ocelot.then(busy(429, "0"))
+    result = service.submit(service.parse(batch("rate", 2)), origin="api")
+    assert len(ocelot.sent) == 2
+    assert result.status == "accepted"
+
+
+def test_503_every_time_is_unavailable_not_sent_and_sendable_later(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given Ocelot answering 503 to every attempt (MAX_SEND_ATTEMPTS=3)
+    ocelot.then(busy(), busy(), busy())
+    request = service.parse(batch("down", 2))
+
+    # When submitted
+    with pytest.raises(Unavailable) as caught:
+        service.submit(request, origin="api")
+
+    # Then it is unavailable, with the Retry-After, after 3 attempts; the chunk is not_sent
+    assert caught.value.retry_after == 1.0
+    assert len(ocelot.sent) == 3
+    result = result_of(caught.value)
+    assert [(c["status"], c["size"]) for c in result["chunks"]] == [("not_sent", 2)]
+    assert result["status"] == "incomplete"
+    assert caught.value.details is not None
+    assert caught.value.details["ocelot"] == {"statusCode": 503, "message": "busy", "error": "busy"}
+    assert chunk(wired, "down", 0).status is ChunkStatus.NOT_SENT
+
+    # And its idempotency record was removed...
+    assert wired.idempotency.records == {}
+
+    # ...so when Ocelot is back, the same request is sent
+    assert service.submit(request, origin="api").status == "accepted"
+    assert len(ocelot.sent) == 4
+
+
+def test_after_a_partial_failure_a_retry_sends_only_the_chunks_not_taken(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given chunks of 2: the first accepted, the second refused with 503 three times
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
+    service = make_service()
+    ocelot.then(accept, busy(), busy(), busy())
+    request = service.parse(batch("partial", 4))
+
+    # When submitted; Then the result shows what happened to each chunk so far
+    with pytest.raises(Unavailable) as caught:
+        service.submit(request, origin="sqs")
+    result = result_of(caught.value)
+    assert [c["status"] for c in result["chunks"]] == ["accepted", "not_sent"]
+    assert result["status"] == "incomplete"
+
+    # When retried; Then only the second chunk went again
+    retried = service.submit(request, origin="sqs")
+    assert [p["messages"][0]["externalId"] for p in ocelot.payloads] == [
+        "ref-0",
+        "ref-2",
+        "ref-2",
+        "ref-2",
+        "ref-2",
+    ]
+    assert retried.status == "accepted"
+    assert [c.status for c in retried.chunks] == ["accepted", "accepted"]
+
+
+def test_a_retry_after_past_the_lambda_s_remaining_time_is_not_waited_for(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given waits of up to 30 s allowed, but only 8 s left (5 s after the 3 s safety margin)
+    monkeypatch.setenv("MAX_RETRY_WAIT_SECONDS", "30")
+    service = make_service(remaining_ms=8_000)
+    ocelot.then(busy(503, "10"))
+
+    # When Ocelot asks for 10 s; Then no second attempt is made, and the 10 s are handed on
+    with pytest.raises(Unavailable) as caught:
+        service.submit(service.parse(batch("late", 1)), origin="api")
+    assert len(ocelot.sent) == 1
+    assert caught.value.retry_after == 10.0
+
+
+def test_the_same_retry_after_is_retried_when_the_lambda_has_time(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given the same answer but a minute left (responses does not really sleep)
+    monkeypatch.setenv("MAX_RETRY_WAIT_SECONDS", "30")
+    service = make_service(remaining_ms=60_000)
+    ocelot.then(busy(503, "10"))
+
+    # When submitted; Then it is retried and accepted
+    assert service.submit(service.parse(batch("in-time", 1)), origin="api").status == "accepted"
+    assert len(ocelot.sent) == 2
+
+
+def test_with_no_time_left_nothing_is_sent(ocelot: FakeOcelot, wired: Wired) -> None:
+    # Given 5 s left: after the 3 s safety margin, less than a connection may take (3.05 s)
+    service = make_service(remaining_ms=5_000)
+
+    # When submitted; Then it is unavailable without any call, and the chunk is not_sent
+    with pytest.raises(Unavailable):
+        service.submit(service.parse(batch("no-time", 1)), origin="sqs")
+    assert ocelot.sent == []
+    assert chunk(wired, "no-time", 0).status is ChunkStatus.NOT_SENT
+
+
+def test_a_secret_that_cannot_be_read_sends_nothing_and_can_be_fixed(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given a secret an operator left without its apiKey
+    del wired.ocelot_secret["apiKey"]
+    request = service.parse(batch("no-key", 1))
+
+    # When submitted; Then nothing was sent, and the chunk is not_sent (not left "sending")
+    with pytest.raises(Unavailable):
+        service.submit(request, origin="sqs")
+    assert ocelot.sent == []
+    assert chunk(wired, "no-key", 0).status is ChunkStatus.NOT_SENT
+
+    # And once the secret is fixed, the retry sends
+    wired.ocelot_secret["apiKey"] = "api-key-secret-value"
+    assert service.submit(request, origin="sqs").status == "accepted"
+
+
+# ---- refused by Ocelot ---------------------------------------------------------------------------------
+
+
+def test_a_4xx_is_rejected_with_ocelot_s_error_and_can_be_sent_again(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given Ocelot refusing the payload
+    ocelot.then(nestjs(400, ["messages.0.to is opted out"], "Bad Request"))
+    request = service.parse(batch("refused", 1))
+
+    # When submitted
+    with pytest.raises(Rejected) as caught:
+        service.submit(request, origin="api")
+
+    # Then Ocelot's error is kept, the chunk is not_sent, and nothing was retried
+    assert caught.value.details is not None
+    assert caught.value.details["ocelot"] == {
+        "statusCode": 400,
+        "message": ["messages.0.to is opted out"],
+        "error": "Bad Request",
+    }
+    assert len(ocelot.sent) == 1
+    assert chunk(wired, "refused", 0).status is ChunkStatus.NOT_SENT
+
+    # And once fixed on Ocelot's side, the same request can go
+    assert service.submit(request, origin="api").status == "accepted"
+    assert len(ocelot.sent) == 2
+
+
+# ---- dry run --------------------------------------------------------------------------------------------
+
+
+def test_a_dry_run_previews_the_payloads_and_sends_and_stores_nothing(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given chunks of 2 and a dry-run request of 3 messages
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
+    service = make_service()
+
+    # When submitted
+    result = service.submit(service.parse(batch("preview", 3, dryRun=True)), origin="api")
+
+    # Then the preview is exactly what would be sent, chunk by chunk
+    wire = [{"to": phone(i), "message": outgoing(i)["text"], "externalId": f"ref-{i}"} for i in range(3)]
+    common = {"phoneNumber": "+15550000000", "operatorId": "operator-1"}
+    assert result.preview == [{**common, "messages": wire[:2]}, {**common, "messages": wire[2:]}]
+    assert (result.status, result.dry_run, result.messages) == ("dry_run", True, [])
+    assert [(c.status, c.size) for c in result.chunks] == [("not_sent", 2), ("not_sent", 1)]
+
+    # And nothing was sent or stored
+    assert ocelot.sent == []
+    assert (wired.store.batches, wired.store.chunks, wired.idempotency.records) == ({}, {}, {})
+
+
+def test_a_dry_run_does_not_block_the_real_request(service: SenderService, ocelot: FakeOcelot) -> None:
+    # Given a dry run of a request; When the real one follows; Then it is sent (once)
+    service.submit(service.parse(batch("dry-first", 2, dryRun=True)), origin="api")
+    assert service.submit(service.parse(batch("dry-first", 2)), origin="api").status == "accepted"
+    assert len(ocelot.sent) == 1
+
+
+# ---- queue messages --------------------------------------------------------------------------------------
+
+
+def test_a_queued_request_is_sent(service: SenderService, ocelot: FakeOcelot, wired: Wired) -> None:
+    # Given a valid queue message; When handled; Then it is sent and recorded as coming from SQS
+    result = service.submit_queued(json.dumps(batch("queued", 2)), "sqs-1")
+    assert result is not None
+    assert result.status == "accepted"
+    assert wired.store.batches["queued"].origin == "sqs"
+
+
+@pytest.mark.parametrize(
+    ("body", "problems"),
+    [
+        ("{not json", [{"field": "body", "message": "not valid JSON"}]),
+        ("[" * 100_000, [{"field": "body", "message": "not valid JSON"}]),
+        (
+            json.dumps({"requestId": "q", "messages": []}),
+            [{"field": "messages", "message": "List should have at least 1 item after validation, not 0"}],
+        ),
+    ],
+    ids=["not-json", "too-deep", "invalid"],
+)
+def test_a_bad_queued_request_is_kept_as_rejected_and_not_raised(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired, body: str, problems: list[dict[str, str]]
+) -> None:
+    # When a queue message that can never succeed comes in
+    assert service.submit_queued(body, "sqs-bad") is None
+
+    # Then it is stored whole with its problems, and nothing is sent
+    rejection = wired.store.rejections["sqs-bad"]
+    assert (rejection.body, list(rejection.problems)) == (body, problems)
+    assert ocelot.sent == []
+
+
+def test_a_queued_conflict_is_rejected_not_retried(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given a requestId already sent; When a queue message reuses it with another payload;
+    # Then it is kept as rejected (a retry cannot help), not raised, and nothing more is sent
+    service.submit_queued(json.dumps(batch("q-conflict", 1)), "sqs-a")
+    assert service.submit_queued(json.dumps(batch("q-conflict", 2)), "sqs-b") is None
+    assert [p["field"] for p in wired.store.rejections["sqs-b"].problems] == ["requestId"]
+    assert len(ocelot.sent) == 1
+
+
+@pytest.mark.parametrize(
+    "reply", [busy(), nestjs(401, "Invalid id or api key", "Unauthorized")], ids=["503", "401"]
+)
+def test_a_queued_request_that_may_succeed_later_raises(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired, reply: Reply
+) -> None:
+    # Given Ocelot unavailable, or refusing the key; When a queue message is handled;
+    # Then it raises (back to the queue for a retry) and is not stored as rejected
+    ocelot.then(*[reply] * 3)
+    with pytest.raises((Unavailable, Rejected)):
+        service.submit_queued(json.dumps(batch("later", 1)), "sqs-later")
+    assert wired.store.rejections == {}
+
+
+def test_a_rejected_queue_message_is_logged_without_the_keys_it_made_up(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired, emf: EmfReader
+) -> None:
+    # Given a queue message whose message is written as {number: text}
+    body = json.dumps({"requestId": "keys", "messages": [{"+15559876543": "hello", "to": "bad"}]})
+
+    # When it is rejected
+    assert service.submit_queued(body, "sqs-keys") is None
+
+    # Then the log line names the problem paths, without the number used as a key
+    emf.read()
+    logged = [json.loads(line) for line in emf.lines if "queued request rejected" in line]
+    assert len(logged) == 1
+    assert sorted(logged[0]["problems"]) == ["messages.0.<key>", "messages.0.text", "messages.0.to"]
+    assert "+15559876543" not in "\n".join(emf.lines)
+
+    # And the stored rejection keeps everything (the table is encrypted and the item expires)
+    rejection = wired.store.rejections["sqs-keys"]
+    assert rejection.body == body
+    assert "messages.0.+15559876543" in [p["field"] for p in rejection.problems]
