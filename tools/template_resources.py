@@ -55,6 +55,9 @@ def create_table(client: Any, logical_id: str, table_name: str) -> None:
     """CreateTable (and TTL) from the template's AWS::DynamoDB::Table definition."""
     properties = resource(logical_id)["Properties"]
     kwargs = {key: properties[key] for key in _CREATE_TABLE_KEYS if key in properties}
+    stream = properties.get("StreamSpecification")
+    if stream:
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
     client.create_table(TableName=table_name, **kwargs)
     client.get_waiter("table_exists").wait(TableName=table_name)
     ttl = properties.get("TimeToLiveSpecification")

@@ -372,11 +372,11 @@ class Instant(click.ParamType):
 )
 @pass_target
 def replay(target: Target, since: datetime, until: datetime | None) -> None:
-    """Re-process stored raw callbacks through the current contract (idempotent)."""
-    from ocelot_sms.runtime import store, webhook_service
-    from ocelot_sms.webhook import replay_deliveries
+    """Apply stored raw callbacks again, through the current contract (idempotent)."""
+    from ocelot_sms.applier import replay_deliveries
+    from ocelot_sms.runtime import applier_service, store
 
-    report = replay_deliveries(store(), webhook_service(), since, until or datetime.now(UTC))
+    report = replay_deliveries(store(), applier_service(), since, until or datetime.now(UTC))
     click.echo(json.dumps(report.to_json(), indent=2))
 
 

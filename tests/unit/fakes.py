@@ -32,11 +32,11 @@ from ocelot_sms.store import (
     MessageRecord,
     MessageState,
     RawDelivery,
+    RawRef,
     Rejection,
     RequestConflict,
     StateChange,
     StoredBatch,
-    TooLargeToStore,
     codec,
 )
 from ocelot_sms.store.base import SENDER_RUNS_AT_MOST
@@ -59,10 +59,9 @@ class MemoryStore:
     chunks: dict[tuple[str, int], _Chunk] = field(default_factory=dict)
     messages: dict[str, MessageRecord] = field(default_factory=dict)
     states: dict[str, MessageState] = field(default_factory=dict)
-    # Keyed as DynamoStore keys them: a status event with its message, any other event on its own,
-    # so an event first stored unrecognised is stored again once a corrected contract recognises it.
+    # Keyed as DynamoStore keys them: with its message when it names one, on its own otherwise.
     events: dict[tuple[str | None, str], EventRecord] = field(default_factory=dict)
-    raws: list[RawDelivery] = field(default_factory=list)
+    raws: dict[tuple[str, str], RawDelivery] = field(default_factory=dict)
     rejections: dict[str, Rejection] = field(default_factory=dict)
     # What "now" is for the store's writes: a test may set it to pretend a write happened earlier.
     clock: Callable[[], datetime] = utc_now
@@ -106,21 +105,37 @@ class MemoryStore:
 
     # ---- the webhook -----------------------------------------------------------------------------------
 
-    def put_raw(self, raw: RawDelivery, retention_days: int) -> None:
-        if codec.pack(raw.body) is None:
-            raise TooLargeToStore(f"raw delivery of {len(raw.body)} bytes is too large to store")
+    def put_raw(self, raw: RawDelivery, retention_days: int) -> bool:
+        whole = raw.truncated_from is None and codec.pack(raw.body) is not None
+        if not whole:
+            raw = replace(
+                raw, body=raw.body[: codec.RAW_HEAD_BYTES], truncated_from=raw.truncated_from or len(raw.body)
+            )
         with self._lock:
-            self.raws.append(raw)
+            self.raws.setdefault((raw.ref.delivery_id, raw.ref.received_at), raw)
+        return whole
+
+    def record_problems(self, raw: RawRef, problems: list[str]) -> None:
+        with self._lock:
+            key = (raw.delivery_id, raw.received_at)
+            self.raws[key] = replace(self.raws[key], problems=tuple(problems))
+
+    def get_raw(self, raw: RawRef) -> RawDelivery | None:
+        return self.raws.get((raw.delivery_id, raw.received_at))
 
     def put_event(self, event: EventRecord) -> EventWrite:
         change = event.change
-        key = (change.message_id if change else None, event.event_id)
+        key = (event.message_id, event.event_id)
         with self._lock:
-            if key in self.events:
-                if change:
-                    self.advance_state(change)
+            stored = self.events.get(key)
+            if stored is None or (change and stored.change is None):
+                # New, or stored before without being understood and understood now (a replay).
+                self.events[key] = replace(event, received_at=iso(self.clock()))
+            elif change:
+                self.advance_state(change)
                 return EventWrite.DUPLICATE
-            self.events[key] = replace(event, received_at=iso(self.clock()))
+            else:
+                return EventWrite.DUPLICATE
         if change:
             return EventWrite.APPLIED if self.advance_state(change) else EventWrite.STORED
         return EventWrite.STORED
@@ -144,7 +159,8 @@ class MemoryStore:
         return True
 
     def raw_deliveries(self, day: str) -> Iterator[RawDelivery]:
-        yield from [r for r in self.raws if f"{r.received_at.astimezone(UTC):%Y-%m-%d}" == day]
+        on_day = [r for r in self.raws.values() if f"{r.received_at.astimezone(UTC):%Y-%m-%d}" == day]
+        yield from sorted(on_day, key=lambda r: r.received_at)
 
     # ---- reads -----------------------------------------------------------------------------------------
 

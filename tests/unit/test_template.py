@@ -12,11 +12,13 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.client import BaseClient
 
+from functions.applier import app as applier
 from functions.webhook import app as handler
 from ocelot_sms.settings import Settings
 from ocelot_sms.store import DynamoStore, MessageRecord, keys
 from tests.events import load_event, with_body
 from tests.unit.support.aws import FakeContext
+from tests.unit.support.stream import TableStream
 from tools.template_resources import create_queue_pair, function_environment, load_template, resource
 
 TEMPLATE = load_template()
@@ -176,20 +178,25 @@ def test_no_iam_statement_uses_a_wildcard_action(logical_id: str, statement: dic
     assert "NotAction" not in statement
 
 
-def test_the_webhook_may_only_read_and_write_items_and_its_secret() -> None:
-    assert allowed_actions("WebhookFunction") == {
+def test_the_webhook_may_only_put_items_and_read_its_secret() -> None:
+    assert allowed_actions("WebhookFunction") == {"dynamodb:PutItem", "secretsmanager:GetSecretValue"}
+
+
+def test_the_applier_may_read_its_stream_write_items_and_report_failed_records() -> None:
+    assert allowed_actions("ApplierFunction") == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
-        "secretsmanager:GetSecretValue",
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+        "sqs:SendMessage",
     }
 
 
-@pytest.mark.usefixtures("atomic_dynamodb", "emf")
-def test_the_webhook_calls_only_what_its_policy_allows(
-    aws: dict[str, Any], lambda_context: FakeContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given every AWS API call made by any client is recorded as an IAM action
+def recorded_calls(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Every AWS API call any client makes from now on, as the IAM action it needs."""
     called: set[str] = set()
     make_api_call = BaseClient._make_api_call  # type: ignore[attr-defined]
 
@@ -198,23 +205,34 @@ def test_the_webhook_calls_only_what_its_policy_allows(
         return make_api_call(self, operation_name, api_params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", recording)
-    # When the webhook handles new events, then the same again (duplicates, whose state is checked)
+    return called
+
+
+@pytest.mark.usefixtures("atomic_dynamodb", "emf")
+def test_the_webhook_and_the_applier_call_only_what_their_policies_allow(
+    aws: dict[str, Any], env: dict[str, str], lambda_context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = [
         {"eventId": "e-1", "name": "OutgoingSms.statusChanged", "messageId": "m-1", "status": "sent"},
         {"eventId": "e-2", "name": "IncomingSms.received"},
+        {"not": "an event"},
     ]
+    stream = TableStream(env["TABLE_NAME"])
+    # When the webhook handles the same delivery twice (duplicates, whose state is then checked)
+    called = recorded_calls(monkeypatch)
     for _ in range(2):
         event = with_body(load_event("webhook_status_event"), body)
         assert handler.lambda_handler(event, lambda_context)["statusCode"] == 200
-    # Then it read its secret and wrote, read and updated items
-    assert {
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:GetItem",
-        "secretsmanager:GetSecretValue",
-    } <= called
-    # And every call is one its IAM policy allows
+    # Then it read its secret and wrote items, as its policy allows
+    assert called == {"dynamodb:PutItem", "secretsmanager:GetSecretValue"}
     assert called <= allowed_actions("WebhookFunction")
+    # When the applier applies both (the stream read by the test, as Lambda's poller reads it)
+    records = stream.event()
+    called.clear()
+    assert applier.lambda_handler(records, lambda_context) == {"batchItemFailures": []}
+    # Then it wrote, read and updated items, as its policy allows
+    assert called == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"}
+    assert called <= allowed_actions("ApplierFunction")
 
 
 def test_only_the_webhook_route_is_public() -> None:
@@ -263,3 +281,82 @@ def test_create_queue_pair_uses_the_template_attributes(aws: dict[str, Any]) -> 
         int(redrive["maxReceiveCount"])
         == resource("SendQueue")["Properties"]["RedrivePolicy"]["maxReceiveCount"]
     )
+
+
+# ---- the webhook's path: stream, applier, throttles, alarms -----------------------------------------
+
+
+def test_the_applier_reads_only_new_whole_raw_deliveries_with_bounded_retries() -> None:
+    mapping = resource("ApplierStreamMapping")["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["MessagesTable", "StreamArn"]}
+    assert resource("MessagesTable")["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    [pattern] = mapping["FilterCriteria"]["Filters"]
+    assert json.loads(pattern["Pattern"]) == {
+        "eventName": ["INSERT"],
+        "dynamodb": {"NewImage": {"type": {"S": ["raw"]}}},
+    }
+    assert (mapping["FunctionResponseTypes"], mapping["BisectBatchOnFunctionError"]) == (
+        ["ReportBatchItemFailures"],
+        True,
+    )
+    assert 0 < mapping["MaximumRetryAttempts"] <= 10
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["ApplierDeadLetterQueue", "Arn"]
+    }
+
+
+def test_the_webhook_route_has_a_throttle_of_its_own() -> None:
+    api = resource("HttpApi")["Properties"]
+    route = api["RouteSettings"]["POST /webhooks/ocelot"]
+    assert route == {
+        "ThrottlingBurstLimit": {"Ref": "WebhookThrottleBurst"},
+        "ThrottlingRateLimit": {"Ref": "WebhookThrottleRate"},
+    }
+    assert api["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
+
+
+def test_the_access_log_names_who_called_but_never_the_query_string() -> None:
+    fields = json.loads(resource("HttpApi")["Properties"]["AccessLogSettings"]["Format"])
+    assert {"sourceIp", "userAgent", "status", "routeKey"} <= set(fields)
+    assert not any("querystring" in value.lower() or "path" in value.lower() for value in fields.values())
+
+
+def alarms() -> dict[str, dict[str, Any]]:
+    return {
+        k: v["Properties"] for k, v in TEMPLATE["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def alarm_metrics(properties: dict[str, Any]) -> set[str]:
+    """The metric names an alarm reads, and the functions or queues whose metrics they are."""
+    stats = [properties] + [
+        m["MetricStat"]["Metric"] for m in properties.get("Metrics", []) if "MetricStat" in m
+    ]
+    names = set()
+    for stat in stats:
+        if "MetricName" not in stat:
+            continue
+        dimensions = [d["Value"] for d in stat.get("Dimensions", [])]
+        refs = [d.get("Ref") or (d.get("Fn::GetAtt") or [""])[0] for d in dimensions if isinstance(d, dict)]
+        names |= {f"{stat['MetricName']}:{r}" for r in refs} or {stat["MetricName"]}
+        names.add(stat["MetricName"])
+    return names
+
+
+def test_every_failure_of_the_webhook_path_has_an_alarm_that_tells_the_topic() -> None:
+    read = set().union(*(alarm_metrics(p) for p in alarms().values()))
+    for metric in (
+        "WebhookServerErrors",
+        "WebhookBodiesTooLarge",
+        "WebhookMalformedItems",
+        "IteratorAge:ApplierFunction",
+        "ApproximateNumberOfMessagesVisible:ApplierDeadLetterQueue",
+        "Errors:ApplierFunction",
+        "Errors:StatusFunction",
+        "Errors:SweepFunction",
+    ):
+        assert metric in read, metric
+    for properties in alarms().values():
+        assert properties["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }

@@ -10,7 +10,8 @@ Both sides use it: our client (sender) and the local Ocelot sandbox (tools/), so
 
 from __future__ import annotations
 
-import re
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -28,10 +29,16 @@ DEFAULT_MAX_MESSAGES_PER_REQUEST = 100
 RETRYABLE_STATUS_CODES = frozenset({429, 503})
 
 
-# The statuses a callback may carry, by Ocelot's name (compared as normalize_token does); our own
-# ACCEPTED and UNKNOWN are never on the wire.
+def token(value: str) -> str:
+    """An enum-like value as we compare it: its letters and digits, case-folded. Ocelot's APIs spell
+    the same value 'OptedOut', 'opted-out', 'OPTED_OUT', 'optedout', 'Opted Out'."""
+    return "".join(character for character in value.casefold() if character.isalnum())
+
+
+# The statuses a callback may carry, by Ocelot's name; our own ACCEPTED and UNKNOWN are never on the
+# wire. Keyed by token(), so any casing or separator reads the same.
 WIRE_STATUS_NAMES = {
-    status.value: status
+    token(status.value): status
     for status in (
         DeliveryStatus.QUEUED,
         DeliveryStatus.SENT,
@@ -48,16 +55,8 @@ class EventName(StrEnum):
     INBOUND_RECEIVED = "IncomingSms.received"
 
 
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def normalize_token(value: str) -> str:
-    """Enum-like values vary in casing across Ocelot's APIs: 'OptedOut', 'opted-out', 'OPTED_OUT'."""
-    return _CAMEL_BOUNDARY.sub("_", value.strip()).replace("-", "_").replace(" ", "_").lower()
-
-
 def parse_status(value: str) -> DeliveryStatus | None:
-    return WIRE_STATUS_NAMES.get(normalize_token(value))
+    return WIRE_STATUS_NAMES.get(token(value))
 
 
 def parse_instant(value: str) -> datetime:
@@ -159,7 +158,7 @@ class CallbackEvent(_Wire):
     date_time: str | None = Field(default=None, alias="dateTime")
     error_code: str | None = Field(default=None, alias="errorCode")
     error_message: str | None = Field(default=None, alias="errorMessage")
-    # The item exactly as received (set by parse_callback): what the store keeps as the payload.
+    # The item exactly as received (set by read_callback): what the store keeps as the payload.
     _raw: dict[str, Any] | None = PrivateAttr(default=None)
 
     @classmethod
@@ -208,7 +207,7 @@ class CallbackEvent(_Wire):
 
     @property
     def is_status_change(self) -> bool:
-        return self.name is not None and normalize_token(self.name) == _STATUS_CHANGED_TOKEN
+        return self.name is not None and token(self.name) == _STATUS_CHANGED_TOKEN
 
     @property
     def delivery_status(self) -> DeliveryStatus | None:
@@ -226,35 +225,73 @@ class CallbackEvent(_Wire):
         return instant
 
 
-_STATUS_CHANGED_TOKEN = normalize_token(EventName.STATUS_CHANGED)
+_STATUS_CHANGED_TOKEN = token(EventName.STATUS_CHANGED)
 
 
 class CallbackError(ValueError):
-    """The delivery is not a JSON object or array of objects each with an eventId."""
+    """The delivery as a whole cannot be read: not JSON, or neither an event object nor an array."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
 
 
-def parse_callback(payload: Any) -> list[CallbackEvent]:
-    """One event object or a JSON array of them. Every item must carry an eventId."""
-    items = payload if isinstance(payload, list) else [payload]
-    if not items:
+@dataclass(frozen=True, slots=True)
+class CallbackItems:
+    """What a delivery holds: every item that reads as an event, in delivery order, and one problem
+    line per item that does not ("[3].eventId: Field required")."""
+
+    events: list[CallbackEvent]
+    problems: list[str]
+
+
+class _NotJson:
+    """Stands for NaN or Infinity while parsing: JSON has neither, so the item holding one is refused."""
+
+
+_NOT_JSON = _NotJson()
+
+
+def read_callback(body: bytes | str) -> CallbackItems:
+    """One event object or a JSON array of them, each item read on its own: a malformed item is a
+    problem, and the items next to it are still events. Raises CallbackError for a body that is not
+    JSON, or neither an object nor a non-empty array."""
+    constants: list[str] = []
+
+    def not_json(literal: str) -> _NotJson:
+        constants.append(literal)
+        return _NOT_JSON
+
+    try:
+        payload = json.loads(body, parse_constant=not_json)
+    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, or nested too deep
+        raise CallbackError(["body: not valid JSON"]) from error
+    if not isinstance(payload, dict | list) or payload == []:
         raise CallbackError(["body: expected an event object or a non-empty array of events"])
+    items = payload if isinstance(payload, list) else [payload]
     events: list[CallbackEvent] = []
     problems: list[str] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             problems.append(f"[{index}]: expected an object")
-            continue
-        try:
-            events.append(CallbackEvent.from_item(item))
-        except ValidationError as error:
-            problems.extend(f"[{index}].{p}" for p in validation_problems(error))
-    if problems:
-        raise CallbackError(problems)
-    return events
+        elif constants and _holds(item, _NOT_JSON):
+            problems.append(f"[{index}]: NaN and Infinity are not JSON numbers")
+        else:
+            try:
+                events.append(CallbackEvent.from_item(item))
+            except ValidationError as error:
+                problems.extend(f"[{index}].{p}" for p in validation_problems(error))
+    return CallbackItems(events, problems)
+
+
+def _holds(value: Any, marker: object) -> bool:
+    if value is marker:
+        return True
+    if isinstance(value, dict):
+        return any(_holds(v, marker) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds(v, marker) for v in value)
+    return False
 
 
 def status_event(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
@@ -18,7 +19,7 @@ class CredentialsError(RuntimeError):
     """The secret is missing or not the documented JSON shape."""
 
 
-def _load(secret_id: str, max_age: int, keys: tuple[str, ...], force_fetch: bool = False) -> dict[str, str]:
+def _load(secret_id: str, max_age: int, keys: tuple[str, ...], force_fetch: bool = False) -> dict[str, Any]:
     if not secret_id:
         raise CredentialsError("no secret configured")
     try:
@@ -31,7 +32,7 @@ def _load(secret_id: str, max_age: int, keys: tuple[str, ...], force_fetch: bool
         raise CredentialsError(f"secret {secret_id!r} could not be read: {error}") from error
     if not isinstance(value, dict):
         raise CredentialsError(f"secret {secret_id!r} must be a JSON object with {', '.join(keys)}")
-    return {k: v for k, v in value.items() if k in keys and isinstance(v, str)}
+    return {k: v for k, v in value.items() if k in keys and isinstance(v, str | dict)}
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -44,32 +45,62 @@ class OcelotCredentials:
     @classmethod
     def load(cls, secret_id: str, max_age: int, force_fetch: bool = False) -> OcelotCredentials:
         value = _load(secret_id, max_age, ("chatbotId", "apiKey"), force_fetch)
-        if not value.get("chatbotId") or not value.get("apiKey"):
+        chatbot_id, api_key = _text(value.get("chatbotId")), _text(value.get("apiKey"))
+        if not chatbot_id or not api_key:
             raise CredentialsError(f"secret {secret_id!r} must hold chatbotId and apiKey")
-        return cls(chatbot_id=value["chatbotId"], api_key=value["apiKey"])
+        return cls(chatbot_id=chatbot_id, api_key=api_key)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
 class WebhookCredentials:
-    """`{"username", "password", "token"?}`: what Ocelot presents when it calls our webhook.
+    """`{"username", "password", "token"?, "previous"?}`: what Ocelot presents when it calls our webhook.
 
     Basic credentials (Ocelot's webhook configuration sends them) and/or a token in the URL's query
-    (`?token=`) for portals that only take a URL.
+    (`?token=`) for portals that only take a URL. During a rotation the secret also holds the
+    credentials it replaced, `previous`, with `acceptedUntil`: both work until then, so callbacks
+    keep coming while Ocelot's configuration is changed (`ocelot-sms webhook-credentials rotate`).
     """
 
     username: str | None
     password: str | None
     token: str | None
+    previous: WebhookCredentials | None = None
+    previous_until: datetime | None = None
 
     @classmethod
-    def load(cls, secret_id: str, max_age: int) -> WebhookCredentials:
-        value = _load(secret_id, max_age, ("username", "password", "token"))
-        creds = cls(value.get("username") or None, value.get("password") or None, value.get("token") or None)
-        if not (creds.username and creds.password) and not creds.token:
+    def load(cls, secret_id: str, max_age: int, force_fetch: bool = False) -> WebhookCredentials:
+        value = _load(secret_id, max_age, ("username", "password", "token", "previous"), force_fetch)
+        creds = cls.from_value(value)
+        if not creds.usable:
             raise CredentialsError(f"secret {secret_id!r} needs username+password and/or token")
         return creds
 
-    def accepts(self, basic: tuple[str, str] | None, token: str | None) -> bool:
+    @classmethod
+    def from_value(cls, value: dict[str, Any]) -> WebhookCredentials:
+        previous = value.get("previous")
+        older = cls.from_value(previous) if isinstance(previous, dict) else None
+        until = _instant(previous.get("acceptedUntil")) if isinstance(previous, dict) else None
+        return cls(
+            _text(value.get("username")),
+            _text(value.get("password")),
+            _text(value.get("token")),
+            older if older is not None and older.usable and until is not None else None,
+            until,
+        )
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.username and self.password) or bool(self.token)
+
+    def accepts(self, basic: tuple[str, str] | None, token: str | None, now: datetime | None = None) -> bool:
+        """The current credentials, or the previous ones until their acceptedUntil."""
+        if self._matches(basic, token):
+            return True
+        if self.previous is None or self.previous_until is None:
+            return False
+        return (now or datetime.now(UTC)) < self.previous_until and self.previous._matches(basic, token)
+
+    def _matches(self, basic: tuple[str, str] | None, token: str | None) -> bool:
         """Constant-time: a wrong guess takes as long as a near miss."""
         basic_ok = (
             basic is not None
@@ -80,6 +111,20 @@ class WebhookCredentials:
         )
         token_ok = token is not None and self.token is not None and _same(token, self.token)
         return bool(basic_ok or token_ok)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _same(given: str, expected: str) -> bool:

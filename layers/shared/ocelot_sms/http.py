@@ -1,30 +1,46 @@
-"""JSON responses for the functions' API Gateway routes, and the one way domain errors become HTTP."""
+"""JSON responses for the functions' API Gateway routes, and the one way domain errors become HTTP.
+
+Powertools' event handler is imported only where a resolver is built: the webhook answers its one
+route without one, for its cold start (docs/performance.md).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
-
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from typing import TYPE_CHECKING, Any
 
 from ocelot_sms.errors import DomainError, InvalidRequest, Malformed, Unauthorized
 from ocelot_sms.observability import logger
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+    from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+
 ErrorTable = Mapping[type[DomainError], int]
+JSON = "application/json"
 
 
 def json_response(
     status: int, body: Mapping[str, Any], headers: dict[str, str] | None = None
 ) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body),
-        headers=headers,
-    )
+    from aws_lambda_powertools.event_handler import Response
+
+    return Response(status_code=status, content_type=JSON, body=json.dumps(body), headers=headers)
+
+
+def proxy_response(
+    status: int, body: Mapping[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The same JSON answer as an API Gateway HTTP API (payload 2.0) response, for a handler without
+    a resolver."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": JSON, **(headers or {})},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
 
 
 def error_json(
@@ -56,24 +72,27 @@ def status_for(error: DomainError, errors: ErrorTable) -> int | None:
     return next((errors[cls] for cls in type(error).__mro__ if cls in errors), None)
 
 
-def error_response(error: DomainError, errors: ErrorTable) -> Response[str]:
+def error_answer(error: DomainError, errors: ErrorTable) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """Status, body and headers of a domain error, by the handler's table."""
     status = status_for(error, errors)
     if status is None:
         # A service raised what this handler never mapped: a bug, not the caller's fault.
         logger.error("unmapped domain error", extra={"error": type(error).__name__})
-        return json_response(500, INTERNAL_ERROR)
+        return 500, INTERNAL_ERROR, None
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = 'Basic realm="ocelot-sms"'
-    return json_response(status, error_body(error), headers or None)
+    return status, error_body(error), headers or None
 
 
 def json_api(errors: ErrorTable) -> APIGatewayHttpResolver:
     """A resolver that maps the services' domain errors through `errors` (the handler's table), and
     whose own errors are JSON too: 404 for a route the function does not serve, and 500 with no detail
     (the exception is logged) for anything else."""
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
     app = APIGatewayHttpResolver()
 
     # Registered apart, or the catch-all below would answer 500 to any other method or path.
@@ -83,7 +102,7 @@ def json_api(errors: ErrorTable) -> APIGatewayHttpResolver:
 
     @app.exception_handler(DomainError)
     def domain_error(error: DomainError) -> Response[str]:
-        return error_response(error, errors)
+        return json_response(*error_answer(error, errors))
 
     @app.exception_handler(Exception)
     def unexpected(_error: Exception) -> Response[str]:

@@ -13,6 +13,7 @@ from ocelot_sms.settings import get_settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
+    from ocelot_sms.applier import ApplierService
     from ocelot_sms.ocelot_client import HttpOcelotClient
     from ocelot_sms.sender import SenderService
     from ocelot_sms.status import StatusService
@@ -91,11 +92,20 @@ def webhook_service() -> WebhookService:
     from ocelot_sms.webhook import WebhookService
 
     settings = get_settings()
-    return WebhookService(
-        settings,
-        store(),
-        lambda: WebhookCredentials.load(settings.webhook_secret_id, settings.secret_max_age_seconds),
-    )
+
+    def credentials(force_fetch: bool) -> WebhookCredentials:
+        return WebhookCredentials.load(
+            settings.webhook_secret_id, settings.secret_max_age_seconds, force_fetch
+        )
+
+    return WebhookService(settings, store(), credentials)
+
+
+@cache
+def applier_service() -> ApplierService:
+    from ocelot_sms.applier import ApplierService
+
+    return ApplierService(get_settings(), store())
 
 
 def reset() -> None:
@@ -107,6 +117,7 @@ def reset() -> None:
         ocelot_client,
         sender_service,
         webhook_service,
+        applier_service,
         status_service,
     ):
         factory.cache_clear()

@@ -16,8 +16,6 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
-from ocelot_sms.contract import DEFAULT_MAX_MESSAGES_PER_REQUEST
-
 
 class SettingsError(ValueError):
     pass
@@ -58,8 +56,9 @@ class Settings:
     webhook_secret_id: str = ""
     default_sender: str = ""
     default_operator_id: str = ""
-    # Messages per Ocelot request (one "chunk").
-    ocelot_max_messages: Annotated[int, Between(1, 10_000)] = DEFAULT_MAX_MESSAGES_PER_REQUEST
+    # Messages per Ocelot request (one "chunk"): contract.DEFAULT_MAX_MESSAGES_PER_REQUEST, written out
+    # because the webhook reads its settings without importing the contract's pydantic models.
+    ocelot_max_messages: Annotated[int, Between(1, 10_000)] = 100
     # Messages per request to OUR API / per SQS message.
     max_messages_per_request: Annotated[int, AtLeastOne] = 1000
     connect_timeout_seconds: Annotated[float, Positive] = 3.05
@@ -78,6 +77,10 @@ class Settings:
     webhook_write_concurrency: Annotated[int, Between(1, 64)] = 16
     # A message with no terminal status this long after it was accepted is marked unknown.
     stale_after_hours: Annotated[int, AtLeastOne] = 72
+    # An event dated more than this after we received it is ordered as if it happened on receipt.
+    clock_skew_seconds: Annotated[int, NonNegative] = 300
+    # After a refused webhook request, the secret is read again at most this often per container.
+    secret_recheck_seconds: Annotated[int, NonNegative] = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

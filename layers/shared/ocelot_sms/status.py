@@ -118,7 +118,11 @@ class StatusService:
                 {
                     "eventId": e.event_id,
                     "status": e.status,
+                    # False: an event of the message whose status we do not know; it moved nothing.
+                    "understood": e.understood,
                     "eventTime": e.event_time,
+                    # The sender's own time, when it could not be true (later than we received it).
+                    "reportedTime": e.reported_time,
                     "receivedAt": e.received_at,
                     "event": json.loads(e.payload) if e.payload else None,
                 }

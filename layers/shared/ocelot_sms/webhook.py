@@ -1,38 +1,25 @@
-"""Receiving Ocelot's callbacks: authenticate, keep the raw delivery, store each event once.
+"""Receiving Ocelot's callbacks: authenticate, keep the raw delivery with one write, answer.
 
-Order matters: the raw delivery is stored before anything is parsed, so a callback whose shape
-differs from our assumed contract is never lost, and can be replayed once contract.py is fixed.
+Nothing is parsed here: the webhook answers as soon as the delivery is stored, however many events
+it holds, and the applier (applier.py) turns it into state from the table's stream. A delivery that
+is not what our contract assumes is therefore never lost, and can be replayed once contract.py is
+fixed. Kept free of pydantic, so the webhook's cold start stays that of boto3.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ocelot_sms.clock import iso
-from ocelot_sms.contract import CallbackError, CallbackEvent, parse_callback
 from ocelot_sms.credentials import WebhookCredentials
-from ocelot_sms.delivery import order_key
-from ocelot_sms.errors import Malformed, PayloadTooLarge, StorageUnavailable, Unauthorized
+from ocelot_sms.errors import PayloadTooLarge, StorageUnavailable, Unauthorized
 from ocelot_sms.observability import MetricUnit, logger, metrics
 from ocelot_sms.settings import Settings
-from ocelot_sms.store import (
-    EventRecord,
-    EventWrite,
-    RawDelivery,
-    RawRef,
-    StateChange,
-    StorageError,
-    Store,
-    TooLargeToStore,
-)
+from ocelot_sms.store import RawDelivery, StorageError, Store
 
 # Never stored or logged: they carry credentials.
 SECRET_HEADERS = frozenset(
@@ -44,45 +31,14 @@ STORAGE_ERRORS = (ClientError, BotoCoreError, StorageError)
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What one delivery added: its events, the new ones, and those seen before."""
+    """A delivery kept: the id it is stored under and its size."""
 
-    received: int
-    new: int
-    duplicates: int
+    delivery_id: str
+    bytes: int
 
 
-def safe_headers(headers: dict[str, str] | Any) -> dict[str, str]:
+def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
-
-
-def event_record(event: CallbackEvent, raw: RawRef) -> EventRecord:
-    """A callback event as the store keeps it: a state change when it is a status event of a message."""
-    status = event.delivery_status if event.is_status_change else None
-    instant = event.instant
-    change = None
-    if status is not None and event.message_id:
-        change = StateChange(
-            message_id=event.message_id,
-            status=status,
-            order_key=order_key(status, instant, event.event_id),
-            event_id=event.event_id,
-            event_time=iso(instant) if instant else None,
-            error_code=event.error_code,
-            error_message=event.error_message,
-            batch_id=event.batch_id,
-        )
-    return EventRecord(
-        event_id=event.event_id,
-        raw=raw,
-        name=event.name,
-        message_id=event.message_id,
-        batch_id=event.batch_id,
-        status=status.value if status else event.status,
-        event_time=iso(instant) if instant else None,
-        change=change,
-        # ASCII escapes keep lone surrogates (half an emoji) storable.
-        payload=json.dumps(event.raw, sort_keys=True),
-    )
 
 
 class WebhookService:
@@ -90,153 +46,75 @@ class WebhookService:
         self,
         settings: Settings,
         store: Store,
-        credentials: Callable[[], WebhookCredentials],
-        executor: ThreadPoolExecutor | None = None,
+        credentials: Callable[[bool], WebhookCredentials],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._store = store
         self._credentials = credentials
-        self._executor = executor or ThreadPoolExecutor(
-            max_workers=settings.webhook_write_concurrency, thread_name_prefix="events"
-        )
+        self._clock = clock
+        self._rechecked_at: float | None = None
 
     def authenticate(self, basic: tuple[str, str] | None, token: str | None) -> None:
-        if not self._credentials().accepts(basic, token):
-            metrics.add_metric(name="WebhookAuthFailures", unit=MetricUnit.Count, value=1)
-            raise Unauthorized("unauthorized")
+        """The secret's credentials (or, during a rotation, the previous ones), else Unauthorized.
+
+        A refusal re-reads the secret first, at most once per SECRET_RECHECK_SECONDS: a container that
+        cached the secret before a rotation must not refuse Ocelot's new credentials for minutes."""
+        if self._credentials(False).accepts(basic, token):
+            return
+        now = self._clock()
+        if self._rechecked_at is None or now - self._rechecked_at >= self._settings.secret_recheck_seconds:
+            self._rechecked_at = now
+            if self._credentials(True).accepts(basic, token):
+                return
+        metrics.add_metric(name="WebhookAuthFailures", unit=MetricUnit.Count, value=1)
+        raise Unauthorized("unauthorized")
 
     def receive(self, delivery: RawDelivery) -> Receipt:
-        """Keep the delivery raw, then store its events. Raises PayloadTooLarge, StorageUnavailable
-        (a retry completes the work: every write is idempotent) or Malformed (kept raw all the same)."""
-        if len(delivery.body) > self._settings.webhook_max_body_bytes:
-            metrics.add_metric(name="WebhookBodiesTooLarge", unit=MetricUnit.Count, value=1)
-            raise PayloadTooLarge(f"at most {self._settings.webhook_max_body_bytes} bytes")
-        raw = replace(delivery, headers=safe_headers(delivery.headers))
+        """Keep the delivery raw with one write. Raises PayloadTooLarge (its start is recorded all the
+        same) or StorageUnavailable (a retry stores it: the write is idempotent)."""
+        limit = self._settings.webhook_max_body_bytes
+        body, too_large = _decoded(delivery.body, delivery.headers, limit)
+        raw = replace(
+            delivery,
+            body=body,
+            headers=safe_headers(delivery.headers),
+            truncated_from=too_large,
+        )
         try:
-            self._store.put_raw(raw, self._settings.raw_retention_days)
-        except TooLargeToStore as error:
-            # Permanent: a retry would fail the same way, so not a 5xx (Ocelot's JSON compresses well
-            # under the limit; only something else gets here).
-            metrics.add_metric(name="WebhookBodiesTooLarge", unit=MetricUnit.Count, value=1)
-            raise PayloadTooLarge(str(error)) from error
+            whole = self._store.put_raw(raw, self._settings.raw_retention_days)
         except STORAGE_ERRORS as error:
-            raise _storage_failed("raw delivery", error) from error
-
-        try:
-            events = parse_callback(json.loads(delivery.body))
-        except (ValueError, RecursionError) as error:
-            problems = error.problems if isinstance(error, CallbackError) else ["body: not valid JSON"]
-            metrics.add_metric(name="WebhookMalformed", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="WebhookStorageFailures", unit=MetricUnit.Count, value=1)
+            logger.error("could not store callback", extra={"error": type(error).__name__})
+            raise StorageUnavailable("try again") from error
+        if not whole:
+            # Permanent: a retry would fail the same way, so not a 5xx. Its start is kept, and counted.
+            metrics.add_metric(name="WebhookBodiesTooLarge", unit=MetricUnit.Count, value=1)
             logger.warning(
-                "malformed callback kept as raw",
-                extra={"deliveryId": delivery.delivery_id, "problems": problems[:10]},
+                "callback too large: its start is kept",
+                extra={"deliveryId": delivery.delivery_id, "bytes": too_large or len(body)},
             )
-            raise Malformed(problems, details={"deliveryId": delivery.delivery_id}) from error
+            raise PayloadTooLarge(
+                f"at most {limit} bytes can be kept", details={"deliveryId": delivery.delivery_id}
+            )
+        metrics.add_metric(name="WebhookDeliveries", unit=MetricUnit.Count, value=1)
+        return Receipt(delivery.delivery_id, len(body))
+
+
+def _decoded(body: bytes, headers: Mapping[str, str], limit: int) -> tuple[bytes, int | None]:
+    """The body as sent, or decompressed when it says `Content-Encoding: gzip`; and its size when
+    that is over `limit` (None when not). A body that does not decompress is kept as it came."""
+    encoding = next((v for k, v in headers.items() if k.lower() == "content-encoding"), "")
+    if encoding.strip().lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=31)
         try:
-            outcomes = self.apply(events, raw.ref)
-        except STORAGE_ERRORS as error:
-            raise _storage_failed("events", error) from error
-
-        counts = Counter(outcome.value for outcome in outcomes)
-        _count_statuses(events, outcomes)
-        logger.info(
-            "callback stored", extra={"deliveryId": delivery.delivery_id, "events": len(events), **counts}
-        )
-        return Receipt(
-            received=len(events),
-            new=counts[EventWrite.APPLIED] + counts[EventWrite.STORED],
-            duplicates=counts[EventWrite.DUPLICATE],
-        )
-
-    def apply(self, events: Sequence[CallbackEvent], raw: RawRef) -> list[EventWrite]:
-        """Each event idempotently; many at once, as DynamoDB latency, not CPU, is the cost.
-
-        An eventId repeated within one delivery is written once: its repeats are duplicates that cost
-        no request, and cannot race the first copy's state update into a second one."""
-        first: dict[str, int] = {}
-        unique: list[EventRecord] = []
-        for event in events:
-            if event.event_id not in first:
-                first[event.event_id] = len(unique)
-                unique.append(event_record(event, raw))
-        if len(unique) == 1:
-            stored = [self._store.put_event(unique[0])]
-        else:
-            stored = list(self._executor.map(self._store.put_event, unique))
-        seen: set[str] = set()
-        outcomes: list[EventWrite] = []
-        for event in events:
-            repeat = event.event_id in seen
-            seen.add(event.event_id)
-            outcomes.append(EventWrite.DUPLICATE if repeat else stored[first[event.event_id]])
-        return outcomes
-
-
-def _storage_failed(what: str, error: Exception) -> StorageUnavailable:
-    metrics.add_metric(name="WebhookStorageFailures", unit=MetricUnit.Count, value=1)
-    logger.error("could not store callback", extra={"what": what, "error": type(error).__name__})
-    return StorageUnavailable("try again")
-
-
-def _count_statuses(events: Sequence[CallbackEvent], outcomes: Sequence[EventWrite]) -> None:
-    statuses: Counter[str] = Counter()
-    for event, outcome in zip(events, outcomes, strict=True):
-        if outcome is EventWrite.DUPLICATE:
-            continue
-        status = event.delivery_status if event.is_status_change else None
-        statuses[status.value if status else "other"] += 1
-    duplicates = sum(1 for o in outcomes if o is EventWrite.DUPLICATE)
-    if duplicates:
-        metrics.add_metric(name="WebhookDuplicateEvents", unit=MetricUnit.Count, value=duplicates)
-    for name, count in statuses.items():
-        metrics.add_metric(name=f"WebhookEvents_{name}", unit=MetricUnit.Count, value=count)
-
-
-# ---- replay ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReplayReport:
-    deliveries: int = 0
-    events: int = 0
-    new: int = 0
-    duplicates: int = 0
-    unparseable: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "deliveries": self.deliveries,
-            "events": self.events,
-            "new": self.new,
-            "duplicates": self.duplicates,
-            "unparseable": self.unparseable,
-        }
-
-
-def replay_deliveries(
-    store: Store, service: WebhookService, since: datetime, until: datetime
-) -> ReplayReport:
-    """Every raw delivery received in [since, until] through the current parser. Idempotent: an
-    event already stored is a duplicate; one the old parser missed or misread is added now."""
-    report = ReplayReport()
-    day = since.astimezone(UTC).date()
-    while day <= until.astimezone(UTC).date():
-        for raw in store.raw_deliveries(day.isoformat()):
-            if not since <= raw.received_at <= until:
-                continue
-            report.deliveries += 1
-            try:
-                events = parse_callback(json.loads(raw.body))
-            except (ValueError, RecursionError):
-                report.unparseable.append(raw.delivery_id)
-                continue
-            outcomes = service.apply(events, raw.ref)
-            report.events += len(events)
-            report.duplicates += sum(1 for o in outcomes if o is EventWrite.DUPLICATE)
-            report.new += sum(1 for o in outcomes if o is not EventWrite.DUPLICATE)
-        day += timedelta(days=1)
-    logger.info(
-        "replay finished",
-        extra={**report.to_json(), "unparseable": len(report.unparseable)},
-    )
-    return report
+            # Bounded: a small body may inflate to gigabytes.
+            decoded = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            decoded = None
+        if decoded is not None:
+            if len(decoded) > limit:
+                # Its real size is unknown without inflating it all: "more than the limit".
+                return decoded, limit + 1
+            body = decoded
+    return body, (len(body) if len(body) > limit else None)

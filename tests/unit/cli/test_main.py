@@ -563,7 +563,7 @@ def test_replay_reprocesses_the_range_and_prints_the_report(
     result = run("replay", "--since", "2026-11-26T09:00:00", "--until", "2026-11-26T11:00:00+00:00")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)  # stdout is the report alone: log lines go to stderr
-    assert (report["deliveries"], report["new"], report["unparseable"]) == (1, 1, [])
+    assert (report["deliveries"], report["new"], report["malformed"]) == (1, 1, [])
     assert "replay finished" in result.stderr
     assert runtime.store().get_states(["m-r1", "m-r2"]).keys() == {"m-r1"}
 

@@ -28,12 +28,15 @@ import responses
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from functions.applier.app import lambda_handler as applier_handler
 from functions.sender.app import lambda_handler as send_handler
 from functions.webhook.app import lambda_handler as webhook_handler
 from ocelot_sms import runtime
 from ocelot_sms.contract import SEND_PATH
 from ocelot_sms.observability import metrics
 from ocelot_sms.settings import get_settings
+from ocelot_sms.store import RawRef
+from ocelot_sms.store.codec import PROBLEMS_KEPT
 from tests.unit.functions.hostile_support import (
     API_EVENT,
     WEBHOOK_EVENT,
@@ -47,6 +50,7 @@ from tests.unit.functions.hostile_support import (
 )
 from tests.unit.support.aws import OCELOT_URL, WEBHOOK_CREDENTIALS, FakeContext, scan_table
 from tests.unit.support.ocelot import accepted
+from tests.unit.support.stream import TableStream
 
 WEBHOOK_CASES = 600
 SEND_API_CASES = 400
@@ -366,9 +370,12 @@ def maybe_base64(draw: st.DrawFn, bodies: st.SearchStrategy[Body]) -> Body:
 
 @dataclass(frozen=True)
 class Expected:
+    """The webhook's answer, then what the applier makes of the delivery."""
+
     status: int
     events: int = 0
     distinct_items: int = 0  # items that differ in something (an identical item is a duplicate)
+    problems: int = 0  # items that are not events, or 1 for a body that is no events at all
 
 
 def _as_text(value: Any) -> str | None:
@@ -394,18 +401,32 @@ def _event_id(item: Any) -> str | None:
     return event_id
 
 
+def _not_json(literal: str) -> Any:
+    raise ValueError(literal)
+
+
+def _json_item(item: Any) -> bool:
+    """Whether the item holds only JSON (no NaN or Infinity, which Python's parser would take)."""
+    try:
+        json.loads(json.dumps(item), parse_constant=_not_json)
+    except ValueError:
+        return False
+    return True
+
+
 def expected_webhook_reply(raw: bytes, limit: int) -> Expected:
     if len(raw) > limit:
         return Expected(413)
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError):
-        return Expected(400)
+        return Expected(200, problems=1)
+    if not isinstance(payload, dict | list) or payload == []:
+        return Expected(200, problems=1)
     items = payload if isinstance(payload, list) else [payload]
-    ids = [_event_id(item) for item in items]
-    if not items or None in ids:
-        return Expected(400)
-    return Expected(200, len(items), len({json.dumps(item, sort_keys=True) for item in items}))
+    valid = [item for item in items if _event_id(item) is not None and _json_item(item)]
+    distinct = len({json.dumps(item, sort_keys=True) for item in valid})
+    return Expected(200, len(valid), distinct, problems=len(items) - len(valid))
 
 
 # =====================================================================================================
@@ -576,6 +597,7 @@ def test_the_webhook_answers_every_hostile_request_and_keeps_every_authenticated
 ) -> None:
     limit = get_settings().webhook_max_body_bytes
     writes = WriteCounter(runtime.dynamodb_client())
+    stream = TableStream(env["TABLE_NAME"])
     seen: Counter[str] = Counter()
     refused_ids: list[str] = []
 
@@ -619,19 +641,24 @@ def test_the_webhook_answers_every_hostile_request_and_keeps_every_authenticated
 
         expected = expected_webhook_reply(body.raw, limit)
         assert status == expected.status, (body.label, reply)
+        # Every authenticated request is recorded: whole, or (413) its start, never to be applied
+        assert writes.writes == writes_before + 1
         if status == 413:
-            assert writes.writes == writes_before
+            assert reply["details"] == {"deliveryId": request_id}
+            assert stream.next_records() == []
             return
         seen["raw kept"] += 1
-        if status == 400:
-            assert reply["error"] == "malformed"
-            assert reply["details"] == {"deliveryId": request_id}
-            assert isinstance(reply["problems"], list)
-            assert reply["problems"]
-        else:
-            assert reply["received"] == expected.events
-            assert reply["new"] + reply["duplicates"] == expected.events
-            assert reply["duplicates"] >= expected.events - expected.distinct_items
+        assert reply == {"received": True, "deliveryId": request_id}
+        # And the applier takes whatever was kept: never a failure, problems recorded, events applied
+        records = stream.next_records()
+        assert len(records) == 1
+        assert applier_handler({"Records": records}, lambda_context) == {"batchItemFailures": []}
+        kept = runtime.store().get_raw(
+            RawRef(request_id, records[0]["dynamodb"]["NewImage"]["receivedAt"]["S"])
+        )
+        assert kept is not None
+        assert len(kept.problems) == min(expected.problems, PROBLEMS_KEPT), (body.label, kept.problems)
+        seen["with problems" if expected.problems else "all events"] += 1
 
     request()
 
@@ -639,12 +666,12 @@ def test_the_webhook_answers_every_hostile_request_and_keeps_every_authenticated
     assert seen["cases"] >= WEBHOOK_CASES
     # Both sides of the property were exercised, not just one
     assert sum(n for key, n in seen.items() if key.startswith("refused")) > WEBHOOK_CASES // 10
-    assert seen["authenticated 200"] > WEBHOOK_CASES // 20
-    assert seen["authenticated 400"] > WEBHOOK_CASES // 20
+    assert seen["all events"] > WEBHOOK_CASES // 20
+    assert seen["with problems"] > WEBHOOK_CASES // 20
     assert seen["authenticated 413"] > 0
-    # One raw delivery per authenticated request under the limit, none for any other request
+    # One raw delivery per authenticated request (whole under the limit), none for any other request
     raws = raw_deliveries(aws, env["TABLE_NAME"])
-    assert len(raws) == seen["raw kept"]
+    assert len([r for r in raws if r["type"] == "raw"]) == seen["raw kept"]
     stored_ids = {raw["deliveryId"] for raw in raws}
     assert not stored_ids & set(refused_ids)
 
@@ -955,6 +982,11 @@ def post_callback(
     return webhook_handler(event, lambda_context), request_id
 
 
+def apply_stream(env: dict[str, str], lambda_context: FakeContext) -> dict[str, Any]:
+    """The applier's answer to everything stored so far, as the table's stream hands it over."""
+    return dict(applier_handler(TableStream(env["TABLE_NAME"]).event(), lambda_context))
+
+
 def raw_kept(aws: dict[str, Any], env: dict[str, str], request_id: str) -> bool:
     return any(raw["deliveryId"] == request_id for raw in raw_deliveries(aws, env["TABLE_NAME"]))
 
@@ -968,9 +1000,10 @@ def test_an_event_id_too_long_for_a_dynamodb_key_is_not_a_5xx(
     # When
     response, request_id = post_callback(lambda_context, body)
 
-    # Then: refused as malformed (or stored under a key that fits), and the raw delivery kept
-    assert response["statusCode"] in (200, 400), response
+    # Then: kept, and applied without a failure (stored under a key that fits, or a problem)
+    assert response["statusCode"] == 200, response
     assert raw_kept(aws, env, request_id)
+    assert apply_stream(env, lambda_context) == {"batchItemFailures": []}
 
 
 def test_an_incompressible_body_under_the_limit_is_not_a_5xx(
@@ -982,11 +1015,11 @@ def test_an_incompressible_body_under_the_limit_is_not_a_5xx(
     # When
     response, request_id = post_callback(lambda_context, data)
 
-    # Then: a permanent answer, not "storage unavailable, try again": 413 (Ocelot stops retrying), or
-    # kept raw and 400 (not JSON) when the limit is what storage holds
-    assert response["statusCode"] in (400, 413), response
-    if response["statusCode"] == 400:
-        assert raw_kept(aws, env, request_id)
+    # Then: a permanent answer, not "storage unavailable, try again": 413 (Ocelot stops retrying), its
+    # start recorded
+    assert response["statusCode"] == 413, response
+    [kept] = [r for r in raw_deliveries(aws, env["TABLE_NAME"]) if r["deliveryId"] == request_id]
+    assert (kept["type"], kept["truncatedFrom"]) == ("raw_truncated", len(data))
 
 
 @pytest.mark.parametrize("field", ["pad", "errorMessage", "batchId"])
@@ -1000,9 +1033,10 @@ def test_a_large_event_under_the_body_limit_is_not_a_5xx(
     # When
     response, request_id = post_callback(lambda_context, body)
 
-    # Then: stored (e.g. payload compressed or truncated: the raw delivery keeps it whole) or refused as 4xx
-    assert response["statusCode"] < 500, response
+    # Then: kept whole (compressed), and applied without a failure (the event's payload left in the raw)
+    assert response["statusCode"] == 200, response
     assert raw_kept(aws, env, request_id)
+    assert apply_stream(env, lambda_context) == {"batchItemFailures": []}
 
 
 @pytest.mark.parametrize("escape", ["\\udc00", "\\ud83d", "a\\ud83d b"])
@@ -1018,6 +1052,7 @@ def test_a_lone_surrogate_escaped_in_the_json_is_not_a_5xx(
     # Then
     assert response["statusCode"] == 200, response
     assert raw_kept(aws, env, request_id)
+    assert apply_stream(env, lambda_context) == {"batchItemFailures": []}
 
 
 def test_a_token_with_a_lone_surrogate_is_401(aws: dict[str, Any], lambda_context: FakeContext) -> None:
@@ -1038,8 +1073,9 @@ def test_an_undecodable_event_body_is_kept_raw_and_not_a_5xx(
 ) -> None:
     response, request_id = post_callback(lambda_context, "", event_changes=event_changes)
 
-    assert response["statusCode"] == 400, response
+    assert response["statusCode"] == 200, response
     assert raw_kept(aws, env, request_id)
+    assert apply_stream(env, lambda_context) == {"batchItemFailures": []}
 
 
 @pytest.mark.parametrize(

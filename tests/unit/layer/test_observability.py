@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from functions.applier import app as applier
 from functions.webhook import app as handler
 from ocelot_sms.http import json_response
 from ocelot_sms.observability import mask_phone
 from tests.events import load_event, with_body
 from tests.unit.support.aws import WEBHOOK_CREDENTIALS, EmfReader, FakeContext
+from tests.unit.support.stream import TableStream
 
 
 @pytest.mark.parametrize(
@@ -47,7 +49,7 @@ def test_json_response_without_headers() -> None:
 
 @pytest.mark.usefixtures("atomic_dynamodb")
 def test_nothing_secret_or_private_is_printed(
-    aws: dict[str, Any], lambda_context: FakeContext, emf: EmfReader
+    aws: dict[str, Any], env: dict[str, str], lambda_context: FakeContext, emf: EmfReader
 ) -> None:
     # Given deliveries carrying Basic credentials, the URL token, a cookie, and message text
     text = "Meet me at 5, private-text-7f3a"
@@ -60,13 +62,14 @@ def test_nothing_secret_or_private_is_printed(
     token = with_body(load_event("webhook_token_auth"), body)
     malformed = with_body(load_event("webhook_status_event"), f'{{"message": "{text}", ')
     bad = with_body(load_event("webhook_bad_auth"), body)
-    # When the webhook handles them
+    # When the webhook handles them, and the applier applies what the webhook kept
     codes = [handler.lambda_handler(e, lambda_context)["statusCode"] for e in (good, token, malformed, bad)]
-    assert codes == [200, 200, 400, 401]
+    assert codes == [200, 200, 200, 401]
+    applier.lambda_handler(TableStream(env["TABLE_NAME"]).event(), lambda_context)
     # Then metrics were emitted as EMF in the project's namespace
     counted = emf.read()
     assert counted["WebhookAuthFailures"] == 1
-    assert counted["WebhookMalformed"] == 1
+    assert counted["WebhookMalformedItems"] == 1
     printed = "\n".join(emf.lines)
     assert '"Namespace":"OcelotSms"' in printed
     # And no credential, cookie, message text or full phone number appears in any log line or metric

@@ -12,8 +12,8 @@ import pytest
 from pydantic import Field
 
 from ocelot_sms import contract, runtime
+from ocelot_sms.applier import replay_deliveries
 from ocelot_sms.status import StatusService
-from ocelot_sms.webhook import replay_deliveries
 from tests.unit.layer.conftest import Wired
 from tests.unit.support.aws import EmfReader
 from tests.unit.support.flows import callback, deliver, send
@@ -61,7 +61,8 @@ def misread(ocelot: FakeOcelot, wired: Wired) -> Replayed:
         deliver(None, "d-bad-json", raw_body=b'{"eventId": "cut sho'),
         deliver({"name": "OutgoingSms.statusChanged", "deliveryStatus": "sent"}, "d-no-event-id"),
     ]
-    assert [a.status_code for a in answers] == [200, 200, 200, 400, 400]
+    assert [a.status_code for a in answers] == [200] * 5
+    assert [bool(a.applied and a.applied.problems) for a in answers] == [False, False, False, True, True]
     return Replayed(ids, since, datetime.now(UTC) + timedelta(seconds=1), ["d-bad-json", "d-no-event-id"])
 
 
@@ -79,11 +80,11 @@ def test_replay_recovers_every_status_once_the_contract_names_the_right_field(
 
     # When contract.py is corrected and the time range replayed
     renamed_status_contract(monkeypatch, "deliveryStatus")
-    report = replay_deliveries(wired.store, runtime.webhook_service(), misread.since, misread.until)
+    report = replay_deliveries(wired.store, runtime.applier_service(), misread.since, misread.until)
 
     # Then every event is recovered, and each message is in its right state
     assert (report.deliveries, report.events, report.new, report.duplicates) == (5, 4, 4, 0)
-    assert sorted(report.unparseable) == misread.bad
+    assert sorted(report.malformed) == misread.bad
     assert statuses(wired, misread.ids) == ["delivered", "sent", "failed"]
     assert wired.store.get_states([misread.ids[2]])[misread.ids[2]].error_code == "30008"
     history = StatusService(wired.store).message(misread.ids[0])
@@ -93,13 +94,13 @@ def test_replay_recovers_every_status_once_the_contract_names_the_right_field(
 
     # And replaying again changes nothing at all
     before = (dict(wired.store.events), dict(wired.store.states))
-    again = replay_deliveries(wired.store, runtime.webhook_service(), misread.since, misread.until)
+    again = replay_deliveries(wired.store, runtime.applier_service(), misread.since, misread.until)
     assert (again.new, again.duplicates, again.events) == (0, 4, 4)
     assert (wired.store.events, wired.store.states) == before
 
 
 def test_replay_through_the_old_contract_changes_no_status(misread: Replayed, wired: Wired) -> None:
-    report = replay_deliveries(wired.store, runtime.webhook_service(), misread.since, misread.until)
+    report = replay_deliveries(wired.store, runtime.applier_service(), misread.since, misread.until)
     assert (report.events, report.new) == (4, 0)
     assert statuses(wired, misread.ids) == [None, None, None]
 
@@ -109,7 +110,7 @@ def test_replay_takes_only_deliveries_received_in_the_range(
 ) -> None:
     renamed_status_contract(monkeypatch, "deliveryStatus")
     later = misread.until + timedelta(minutes=5)
-    assert replay_deliveries(wired.store, runtime.webhook_service(), misread.until, later).deliveries == 0
+    assert replay_deliveries(wired.store, runtime.applier_service(), misread.until, later).deliveries == 0
     assert statuses(wired, misread.ids) == [None, None, None]
 
 
@@ -128,7 +129,7 @@ def test_replay_walks_every_day_of_the_range(wired: Wired, monkeypatch: pytest.M
     renamed_status_contract(monkeypatch, "deliveryStatus")
     # When a range starting the evening before, on a UTC-5 clock, is replayed
     since = datetime(2026, 11, 25, 18, 59, 59, tzinfo=timezone(timedelta(hours=-5)))
-    report = replay_deliveries(wired.store, runtime.webhook_service(), since, since + timedelta(hours=1))
+    report = replay_deliveries(wired.store, runtime.applier_service(), since, since + timedelta(hours=1))
     # Then both days are read, and both deliveries replayed
     assert (report.deliveries, report.new) == (2, 2)
     assert statuses(wired, ["m-night"]) == ["delivered"]
@@ -136,7 +137,7 @@ def test_replay_walks_every_day_of_the_range(wired: Wired, monkeypatch: pytest.M
 
 def test_replay_reports_what_it_did_in_the_logs(misread: Replayed, wired: Wired, emf: EmfReader) -> None:
     emf.read()
-    replay_deliveries(wired.store, runtime.webhook_service(), misread.since, misread.until)
+    replay_deliveries(wired.store, runtime.applier_service(), misread.since, misread.until)
     emf.read()
     [line] = [json.loads(x) for x in emf.lines if "replay finished" in x]
-    assert (line["deliveries"], line["unparseable"]) == (5, 2)
+    assert (line["deliveries"], line["malformed"]) == (5, 2)

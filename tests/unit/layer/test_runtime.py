@@ -77,8 +77,7 @@ def accepts(service: WebhookService, basic: tuple[str, str] | None, token: str |
 def test_the_webhook_service_reads_the_webhook_secret(
     monkeypatch: pytest.MonkeyPatch, aws: dict[str, Any]
 ) -> None:
-    # Given the webhook secret in Secrets Manager, and a write concurrency of 5
-    monkeypatch.setenv("WEBHOOK_WRITE_CONCURRENCY", "5")
+    # Given the webhook secret in Secrets Manager
     runtime.reset()
     service = runtime.webhook_service()
     # Then it accepts the secret's Basic credentials and token, and nothing else
@@ -86,7 +85,15 @@ def test_the_webhook_service_reads_the_webhook_secret(
     assert accepts(service, (WEBHOOK_CREDENTIALS["username"], WEBHOOK_CREDENTIALS["password"]), None)
     assert accepts(service, None, WEBHOOK_CREDENTIALS["token"])
     assert not accepts(service, ("ocelot", "nope"), "nope")
-    assert service._executor._max_workers == 5
+
+
+def test_the_applier_writes_with_the_configured_concurrency(
+    monkeypatch: pytest.MonkeyPatch, aws: dict[str, Any]
+) -> None:
+    monkeypatch.setenv("WEBHOOK_WRITE_CONCURRENCY", "5")
+    runtime.reset()
+    assert runtime.applier_service()._executor._max_workers == 5
+    assert runtime.applier_service() is runtime.applier_service()
 
 
 def test_a_rotated_webhook_secret_applies_once_the_cache_expires(

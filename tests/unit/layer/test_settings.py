@@ -175,3 +175,9 @@ def test_get_settings_is_read_once_per_container(monkeypatch: pytest.MonkeyPatch
     get_settings.cache_clear()
     assert get_settings().table_name == "second"
     get_settings.cache_clear()
+
+
+def test_the_default_chunk_size_is_the_contracts() -> None:
+    from ocelot_sms.contract import DEFAULT_MAX_MESSAGES_PER_REQUEST
+
+    assert Settings(table_name="t").ocelot_max_messages == DEFAULT_MAX_MESSAGES_PER_REQUEST

@@ -1,8 +1,8 @@
 """Helpers for the operations tests (status API, sweep, replay, reconcile, redrive, CLI).
 
 Data is made the way production makes it: batches through the real Sender (Ocelot on `responses`,
-see support/ocelot.py), callbacks through the real WebhookService, and requests to the status API as
-API Gateway HTTP API (payload 2.0) events built from events/api_get_*.json.
+see support/ocelot.py), callbacks through the real webhook and applier services, and requests to
+the status API as API Gateway HTTP API (payload 2.0) events built from events/api_get_*.json.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from functions.webhook import app as webhook_app
 from ocelot_sms import runtime
+from ocelot_sms.applier import Applied
 from ocelot_sms.contract import EventName
 from ocelot_sms.delivery import DeliveryStatus
 from ocelot_sms.errors import DomainError
@@ -80,18 +81,20 @@ def callback(
 
 @dataclass(frozen=True)
 class Answer:
-    """What the webhook answers a delivery: its status code, and the receipt or the domain error."""
+    """What the webhook answers a delivery (its status code, and the receipt or the domain error), and
+    what applying it then did (none when the webhook did not keep it whole)."""
 
     status_code: int
     receipt: Receipt | None = None
     error: DomainError | None = None
+    applied: Applied | None = None
 
 
 def deliver(
     body: Any, delivery_id: str, received_at: datetime | None = None, *, raw_body: bytes | None = None
 ) -> Answer:
-    """One HTTP delivery to the webhook's service (authenticated already): raw kept, events stored;
-    the status code is the one the webhook's error table gives."""
+    """One HTTP delivery through the webhook's service (authenticated already), then through the
+    applier, as the table's stream would hand it over; the status code is the webhook table's."""
     data = raw_body if raw_body is not None else json.dumps(body).encode()
     delivery = RawDelivery(
         delivery_id=delivery_id,
@@ -104,7 +107,9 @@ def deliver(
         receipt = runtime.webhook_service().receive(delivery)
     except DomainError as error:
         return Answer(status_for(error, webhook_app.ERRORS) or 500, error=error)
-    return Answer(200, receipt=receipt)
+    stored = runtime.store().get_raw(delivery.ref)
+    assert stored is not None
+    return Answer(200, receipt=receipt, applied=runtime.applier_service().apply(stored))
 
 
 # ---- the status API ------------------------------------------------------------------------------

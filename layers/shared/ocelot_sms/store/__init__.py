@@ -8,8 +8,8 @@ from ocelot_sms.store.base import (
     RequestConflict,
     StorageError,
     Store,
-    TooLargeToStore,
 )
+from ocelot_sms.store.codec import raw_from_values as raw_delivery_from_image
 from ocelot_sms.store.dynamodb import DynamoStore
 from ocelot_sms.store.records import (
     BatchRecord,
@@ -46,5 +46,5 @@ __all__ = [
     "StorageError",
     "Store",
     "StoredBatch",
-    "TooLargeToStore",
+    "raw_delivery_from_image",
 ]

@@ -19,6 +19,7 @@ from ocelot_sms.store.records import (
     MessageRecord,
     MessageState,
     RawDelivery,
+    RawRef,
     Rejection,
     StateChange,
     StoredBatch,
@@ -34,10 +35,6 @@ INTERRUPTED_REASON = (
 
 class StorageError(RuntimeError):
     """The store did not durably do what was asked."""
-
-
-class TooLargeToStore(ValueError):
-    """Bigger than an item can hold even compressed: retrying cannot help."""
 
 
 class RequestConflict(ValueError):
@@ -69,18 +66,26 @@ class Store(Protocol):
 
     # ---- the webhook ---------------------------------------------------------------------------------
 
-    def put_raw(self, raw: RawDelivery, retention_days: int) -> None:
-        """Raises TooLargeToStore when the body cannot be kept even compressed."""
+    def put_raw(self, raw: RawDelivery, retention_days: int) -> bool:
+        """Keep the delivery (one conditional write): whole when an item can hold it, compressed if
+        need be; else its start, marked truncated. True when kept whole."""
+        ...
+
+    def record_problems(self, raw: RawRef, problems: list[str]) -> None:
+        """What applying the delivery found wrong, kept on it."""
         ...
 
     def put_event(self, event: EventRecord) -> EventWrite:
-        """Store the event once by its eventId and, for a state change, move the message's current
-        status forward. A duplicate repairs a state update lost to an earlier failure."""
+        """Store the event once by its eventId (with its message when it names one) and, for a state
+        change, move the message's current status forward. A duplicate repairs a state update lost to
+        an earlier failure; an event stored before without being understood is stored again."""
         ...
 
     def raw_deliveries(self, day: str) -> Iterator[RawDelivery]:
-        """Every raw delivery received on that UTC day (yyyy-mm-dd)."""
+        """Every raw delivery received on that UTC day (yyyy-mm-dd), truncated ones included."""
         ...
+
+    def get_raw(self, raw: RawRef) -> RawDelivery | None: ...
 
     # ---- reads -----------------------------------------------------------------------------------------
 

@@ -7,9 +7,11 @@ most) holds them whole as long as it can.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -36,10 +38,10 @@ Item = dict[str, Any]
 COMPRESS_ABOVE = 32_000
 # A body still larger than this compressed cannot be kept whole in one item.
 MAX_STORED_BODY = 350_000
-# A rejected queue message keeps its body up to this size, and this many problems (clipped to
-# TEXT_FIELD_MAX each) with the count of all: together well under 400 KB.
+# A rejected queue message keeps its body up to this size; it and a malformed delivery keep this many
+# problems (clipped to TEXT_FIELD_MAX each) with the count of all: together well under 400 KB.
 REJECTED_BODY_MAX = 150_000
-REJECTION_PROBLEMS_KEPT = 100
+PROBLEMS_KEPT = 100
 # A stored event keeps the item as received up to this size; beyond, the raw delivery holds it.
 EVENT_PAYLOAD_MAX = 64_000
 # Free-text fields copied into event and state items are cut to this many characters.
@@ -294,7 +296,11 @@ def order_key_of(item: Mapping[str, Any] | None) -> str | None:
 
 def event_item(event: EventRecord, received_at: str, expires_at: int) -> Item:
     change = event.change
-    key = keys.status_event(change.message_id, event.event_id) if change else keys.other_event(event.event_id)
+    key = (
+        keys.status_event(event.message_id, event.event_id)
+        if event.message_id
+        else keys.other_event(event.event_id)
+    )
     item: dict[str, Any] = {
         **key,
         "type": "event",
@@ -304,7 +310,9 @@ def event_item(event: EventRecord, received_at: str, expires_at: int) -> Item:
         "batchId": clip(event.batch_id),
         "status": change.status.value if change else clip(event.status),
         "eventTime": event.event_time,
+        "reportedTime": clip(event.reported_time),
         "orderKey": change.order_key if change else None,
+        "understood": None if event.understood else False,
         "receivedAt": received_at,
         "raw": keys.raw_delivery(event.raw.delivery_id, from_iso(event.raw.received_at)),
         "expiresAt": expires_at,
@@ -330,6 +338,8 @@ def event_from(item: Mapping[str, Any]) -> EventRecord:
         status=plain.get("status"),
         event_time=plain.get("eventTime"),
         payload=plain.get("payload"),
+        understood=plain.get("understood", True),
+        reported_time=plain.get("reportedTime"),
         received_at=plain.get("receivedAt"),
     )
 
@@ -342,21 +352,31 @@ def event_order(item: Mapping[str, Any]) -> tuple[str, str]:
 # ---- raw deliveries and rejections -----------------------------------------------------------------
 
 
-def raw_item(raw: RawDelivery, expires_at: int) -> Item | None:
-    """None when the body is too large to keep even compressed."""
-    packed = pack(raw.body)
+# A delivery too large to keep whole keeps this much of its start.
+RAW_HEAD_BYTES = 100_000
+
+
+def raw_item(raw: RawDelivery, expires_at: int) -> Item:
+    """The delivery whole when an item can hold it (compressed if need be), else its start, marked
+    truncated with its real size: a delivery is always recorded, never lost unseen."""
+    packed = pack(raw.body) if raw.truncated_from is None else None
     if packed is None:
-        return None
+        raw = replace(raw, body=raw.body[:RAW_HEAD_BYTES], truncated_from=raw.truncated_from or len(raw.body))
+        # Compressed whatever it holds: 100 KB of anything stays far below an item's 400 KB.
+        packed = Binary(gzip.compress(raw.body)), "gzip"
     body, encoding = packed
+    whole = raw.truncated_from is None
     return to_item(
         {
             **keys.raw_delivery(raw.delivery_id, raw.received_at),
-            "type": "raw",
+            # Only a whole delivery is "raw": the applier's stream filter matches this type alone.
+            "type": "raw" if whole else "raw_truncated",
             "deliveryId": raw.delivery_id,
             "receivedAt": iso(raw.received_at),
             "body": body,
             "bodyEncoding": encoding,
-            "bodyBytes": len(raw.body),
+            "bodyBytes": len(raw.body) if whole else raw.truncated_from,
+            "truncatedFrom": raw.truncated_from,
             "headers": json.dumps(dict(raw.headers), sort_keys=True),
             "sourceIp": raw.source_ip,
             "expiresAt": expires_at,
@@ -364,15 +384,41 @@ def raw_item(raw: RawDelivery, expires_at: int) -> Item | None:
     )
 
 
+def is_whole_raw(item: Mapping[str, Any]) -> bool:
+    return bool(item["type"]["S"] == "raw")
+
+
 def raw_from(item: Mapping[str, Any]) -> RawDelivery:
-    plain = from_item(item)
+    return raw_from_values(from_item(item))
+
+
+def raw_from_values(values: Mapping[str, Any]) -> RawDelivery:
+    """A raw delivery from its item's values already read from DynamoDB's typed form, as a stream
+    record's NewImage arrives through Powertools: there a binary is still the base64 text of
+    Lambda's JSON event."""
+    plain = {k: _plain(v) for k, v in values.items()}
+    if plain.get("bodyEncoding") == "gzip" and isinstance(plain.get("body"), str):
+        plain["body"] = base64.b64decode(plain["body"])
     return RawDelivery(
         delivery_id=plain["deliveryId"],
         received_at=from_iso(plain["receivedAt"]),
         body=unpack(plain["body"], plain.get("bodyEncoding")),
         headers=json.loads(plain.get("headers") or "{}"),
         source_ip=plain.get("sourceIp"),
+        truncated_from=plain.get("truncatedFrom"),
+        problems=tuple(plain.get("problems", ())),
     )
+
+
+def problems_update(raw: RawRef, problems: list[str]) -> dict[str, Any]:
+    """What applying a delivery found wrong, kept on the raw delivery (the first ones, clipped)."""
+    return {
+        "Key": key_item(keys.raw_delivery(raw.delivery_id, from_iso(raw.received_at))),
+        "UpdateExpression": "SET problems = :p, problemCount = :n",
+        "ExpressionAttributeValues": to_item(
+            {":p": [clip(p) for p in problems[:PROBLEMS_KEPT]], ":n": len(problems)}
+        ),
+    }
 
 
 def rejection_item(rejection: Rejection, now: datetime, expires_at: int) -> Item:
@@ -390,9 +436,7 @@ def rejection_item(rejection: Rejection, now: datetime, expires_at: int) -> Item
             "bodyEncoding": encoding,
             "bodyBytes": len(data),
             "bodyTruncated": packed is None,
-            "problems": [
-                {k: clip(str(v)) for k, v in p.items()} for p in rejection.problems[:REJECTION_PROBLEMS_KEPT]
-            ],
+            "problems": [{k: clip(str(v)) for k, v in p.items()} for p in rejection.problems[:PROBLEMS_KEPT]],
             "problemCount": len(rejection.problems),
             "receivedAt": iso(now),
             "expiresAt": expires_at,

@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from ocelot_sms.clock import epoch_after, iso, utc_now
+from ocelot_sms.clock import epoch_after, from_iso, iso, utc_now
 from ocelot_sms.store import codec, keys
 from ocelot_sms.store.base import (
     INTERRUPTED_REASON,
     SENDER_RUNS_AT_MOST,
     RequestConflict,
     StorageError,
-    TooLargeToStore,
 )
 from ocelot_sms.store.records import (
     BatchRecord,
@@ -30,6 +29,7 @@ from ocelot_sms.store.records import (
     MessageRecord,
     MessageState,
     RawDelivery,
+    RawRef,
     Rejection,
     StateChange,
     StoredBatch,
@@ -102,24 +102,33 @@ class DynamoStore:
 
     # ---- the webhook ----------------------------------------------------------------------------------
 
-    def put_raw(self, raw: RawDelivery, retention_days: int) -> None:
+    def put_raw(self, raw: RawDelivery, retention_days: int) -> bool:
         item = codec.raw_item(raw, epoch_after(retention_days, raw.received_at))
-        if item is None:
-            raise TooLargeToStore(f"raw delivery of {len(raw.body)} bytes is too large to store")
-        self._client.put_item(TableName=self._table, Item=item)
+        # One conditional write: a retry of our own applied write finds it there, and that is fine.
+        self._put_if_absent(item)
+        return codec.is_whole_raw(item)
+
+    def record_problems(self, raw: RawRef, problems: list[str]) -> None:
+        self._client.update_item(TableName=self._table, **codec.problems_update(raw, problems))
 
     def put_event(self, event: EventRecord) -> EventWrite:
         """Cost: a new event is 2 writes (event + conditional state update); a duplicate is 1 write
         (refused by its condition) plus 1 read to repair a state update lost to an earlier failure."""
         item = codec.event_item(event, iso(utc_now()), epoch_after(self._retention_days))
         change = event.change
-        if self._put_if_absent(item) is not None:
-            if change and not self._state_reached(change):
-                self.advance_state(change)
-            return EventWrite.DUPLICATE
-        if change:
+        stored = self._put_if_absent(item)
+        if stored is None:
+            if change:
+                return EventWrite.APPLIED if self.advance_state(change) else EventWrite.STORED
+            return EventWrite.STORED
+        if change and stored and "orderKey" not in stored:
+            # Stored before without being understood (a replay through a corrected contract): the
+            # history gets the understood event, and the state moves as it would have then.
+            self._client.put_item(TableName=self._table, Item=item)
             return EventWrite.APPLIED if self.advance_state(change) else EventWrite.STORED
-        return EventWrite.STORED
+        if change and not self._state_reached(change):
+            self.advance_state(change)
+        return EventWrite.DUPLICATE
 
     def advance_state(self, change: StateChange) -> bool:
         update = codec.state_update(change, iso(utc_now()), epoch_after(self._retention_days))
@@ -140,6 +149,10 @@ class DynamoStore:
         for shard in range(keys.RAW_SHARDS):
             for item in self._query_partition(keys.raw_partition(day, shard)):
                 yield codec.raw_from(item)
+
+    def get_raw(self, raw: RawRef) -> RawDelivery | None:
+        item = self._get(keys.raw_delivery(raw.delivery_id, from_iso(raw.received_at)))
+        return codec.raw_from(item) if item else None
 
     # ---- reads -----------------------------------------------------------------------------------------
 

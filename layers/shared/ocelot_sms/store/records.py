@@ -107,8 +107,14 @@ class MessageState:
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
-    """One callback event, stored once by its eventId. `change` is set for a status event of a
-    known message; `payload` is the item as received (None when too large: then see the raw)."""
+    """One callback event, stored once by its eventId: with its message when it names one (so the
+    message's history has every event), on its own otherwise.
+
+    `change` is set for a status event we understand; one we do not (a status we do not know) is kept
+    in the history all the same, `understood` false, and changes nothing. `event_time` is the instant
+    the event is ordered by; `reported_time` the sender's own dateTime when that could not be used (a
+    time later than we received the event). `payload` is the item as received (None when too large:
+    then see the raw delivery)."""
 
     event_id: str
     raw: RawRef
@@ -119,6 +125,8 @@ class EventRecord:
     event_time: str | None = None
     change: StateChange | None = None
     payload: str | None = None
+    understood: bool = True
+    reported_time: str | None = None
     received_at: str | None = field(default=None, compare=False)
 
 
@@ -146,13 +154,19 @@ class RawRef:
 
 @dataclass(frozen=True, slots=True)
 class RawDelivery:
-    """One HTTP delivery to the webhook, as received (secret headers already removed)."""
+    """One HTTP delivery to the webhook, as received (secret headers already removed).
+
+    `truncated_from` is the body's real size when `body` holds only its start: a delivery too large
+    to keep whole, recorded so that nothing arrives unseen, and never applied."""
 
     delivery_id: str
     received_at: datetime
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     source_ip: str | None = None
+    truncated_from: int | None = None
+    # What applying it found wrong (malformed items), once applied.
+    problems: tuple[str, ...] = ()
 
     @property
     def ref(self) -> RawRef:

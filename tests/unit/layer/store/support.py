@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ocelot_sms.contract import parse_callback
+from ocelot_sms.applier import event_record
+from ocelot_sms.contract import CallbackEvent
 from ocelot_sms.store import EventRecord, RawDelivery, RawRef
-from ocelot_sms.webhook import event_record
 
 T0 = datetime(2026, 11, 26, 16, 0, 0, tzinfo=UTC)
 RAW = RawRef("d-1", "2026-11-26T16:00:00.000000Z")
@@ -31,8 +31,7 @@ def status(
 
 
 def event(item: dict[str, Any], raw: RawRef = RAW) -> EventRecord:
-    [parsed] = parse_callback(item)
-    return event_record(parsed, raw)
+    return event_record(CallbackEvent.from_item(item), raw, T0 + timedelta(days=1), timedelta(minutes=5))
 
 
 def raw(delivery_id: str = "d-1", body: bytes = b'{"eventId": "e"}', at: datetime = T0) -> RawDelivery:

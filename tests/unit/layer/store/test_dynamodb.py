@@ -31,7 +31,8 @@ from ocelot_sms.store.codec import (
     COMPRESS_ABOVE,
     EVENT_PAYLOAD_MAX,
     MAX_STORED_BODY,
-    REJECTION_PROBLEMS_KEPT,
+    PROBLEMS_KEPT,
+    RAW_HEAD_BYTES,
     TEXT_FIELD_MAX,
 )
 from tests.unit.layer.store.support import T0, event, raw, status
@@ -266,7 +267,7 @@ def test_a_rejection_too_large_even_compressed_keeps_the_start(
     assert 40_000 < len(kept) < len(body)
     assert body.startswith(kept)
     assert item["problemCount"] == 5000
-    assert len(item["problems"]) == REJECTION_PROBLEMS_KEPT
+    assert len(item["problems"]) == PROBLEMS_KEPT
     assert all(len(p["field"]) == TEXT_FIELD_MAX for p in item["problems"])
 
 
@@ -428,3 +429,43 @@ def test_messages_are_written_25_to_a_request(aws: dict[str, Any], dynamo_store:
         [MessageRecord(f"m-{i}", "req-1", i, None, "+15551230010", i // 100, "b") for i in range(250)]
     )
     assert calls == ["BatchWriteItem"] * 10
+
+
+def test_a_delivery_too_large_is_kept_as_its_start_under_a_type_the_applier_never_reads(
+    dynamo_store: DynamoStore, table_items: Items
+) -> None:
+    body = random.Random(5).randbytes(MAX_STORED_BODY + 1)
+    assert dynamo_store.put_raw(raw("d-big", body), 30) is False
+    [item] = table_items()
+    assert (item["type"], item["truncatedFrom"], item["bodyBytes"], item["bodyEncoding"]) == (
+        "raw_truncated",
+        len(body),
+        len(body),
+        "gzip",
+    )
+    assert gzip.decompress(item["body"]) == body[:RAW_HEAD_BYTES]
+
+
+def test_problems_are_kept_on_the_raw_delivery(dynamo_store: DynamoStore, table_items: Items) -> None:
+    delivery = raw("d-1", b"[1]")
+    dynamo_store.put_raw(delivery, 30)
+    dynamo_store.record_problems(delivery.ref, [f"[{i}]: {'x' * 2000}" for i in range(150)])
+    [item] = table_items()
+    assert (item["type"], item["problemCount"], len(item["problems"])) == ("raw", 150, PROBLEMS_KEPT)
+    assert all(len(p) == TEXT_FIELD_MAX for p in item["problems"])
+
+
+def test_an_event_not_understood_is_kept_with_its_message_and_says_so(
+    dynamo_store: DynamoStore, table_items: Items
+) -> None:
+    dynamo_store.put_event(
+        event({"eventId": "e-1", "name": "OutgoingSms.statusChanged", "messageId": "m-1", "status": "held"})
+    )
+    [item] = table_items()
+    assert (item["PK"], item["SK"], item["understood"], item["status"]) == (
+        "MSG#m-1",
+        "EVT#e-1",
+        False,
+        "held",
+    )
+    assert "orderKey" not in item

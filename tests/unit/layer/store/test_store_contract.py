@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -24,9 +25,8 @@ from ocelot_sms.store import (
     RequestConflict,
     StateChange,
     Store,
-    TooLargeToStore,
 )
-from ocelot_sms.store.codec import MAX_STORED_BODY
+from ocelot_sms.store.codec import MAX_STORED_BODY, RAW_HEAD_BYTES
 from tests.unit.layer.store.support import RAW, T0, event, raw, status
 
 ACCEPTED = ChunkRecord("req-1", 0, ChunkStatus.ACCEPTED, 2, 0, "b-1", None, ("m-0", "m-1"))
@@ -176,31 +176,52 @@ def test_the_history_is_in_event_time_order_untimed_first(store: Store) -> None:
 
 
 @pytest.mark.parametrize(
-    "item",
+    ("item", "understood"),
     [
-        {"eventId": "in-1", "name": "IncomingSms.received", "message": "STOP", "messageId": "m-1"},
-        {"eventId": "e-odd", "name": "OutgoingSms.statusChanged", "messageId": "m-1", "status": "pending"},
-        {"eventId": "e-orphan", "name": "OutgoingSms.statusChanged", "status": "sent"},
-        {"eventId": "e-1", "messageId": "m-1", "status": "delivered"},
+        ({"eventId": "in-1", "name": "IncomingSms.received", "message": "STOP", "messageId": "m-1"}, True),
+        (
+            {
+                "eventId": "e-odd",
+                "name": "OutgoingSms.statusChanged",
+                "messageId": "m-1",
+                "status": "pending",
+            },
+            False,
+        ),
+        ({"eventId": "e-1", "messageId": "m-1", "status": "delivered"}, True),
     ],
-    ids=["inbound", "unknown-status", "no-message-id", "no-name"],
+    ids=["inbound", "unknown-status", "no-name"],
 )
-def test_an_event_that_is_no_status_change_of_a_message_moves_nothing(
-    store: Store, item: dict[str, str]
+def test_an_event_of_a_message_that_is_no_status_change_is_in_its_history_and_moves_nothing(
+    store: Store, item: dict[str, str], understood: bool
 ) -> None:
-    # When stored; Then kept (a repeat is a duplicate), and m-1 has no state and no history
+    # When stored; Then kept with the message (a repeat is a duplicate), and m-1 has no state
     assert store.put_event(event(item)) is EventWrite.STORED
     assert store.put_event(event(item)) is EventWrite.DUPLICATE
+    history = store.get_message("m-1")
+    assert history.state is None
+    assert [(e.event_id, e.understood) for e in history.events] == [(item["eventId"], understood)]
+
+
+def test_an_event_of_no_message_is_kept_on_its_own(store: Store) -> None:
+    orphan = event({"eventId": "e-orphan", "name": "OutgoingSms.statusChanged", "status": "sent"})
+    assert store.put_event(orphan) is EventWrite.STORED
+    assert store.put_event(orphan) is EventWrite.DUPLICATE
     assert not store.get_message("m-1").found
 
 
 def test_an_event_stored_unrecognised_is_stored_again_once_recognised(store: Store) -> None:
-    # Given a status event whose status field an older contract did not read: kept apart
-    unread = event({"eventId": "e-1", "name": "OutgoingSms.statusChanged", "messageId": "m-1"})
+    # Given a status event whose status an older contract did not read: in the history, not understood
+    unread = event(
+        {"eventId": "e-1", "name": "OutgoingSms.statusChanged", "messageId": "m-1", "state": "sent"}
+    )
     assert store.put_event(unread) is EventWrite.STORED
-    # When replayed through a corrected contract; Then it is new for its message, and applied
+    assert [e.understood for e in store.get_message("m-1").events] == [False]
+    # When replayed through a corrected contract; Then it is understood now, and applied
     assert store.put_event(status("e-1", "m-1", "sent", T0)) is EventWrite.APPLIED
-    assert [e.event_id for e in store.get_message("m-1").events] == ["e-1"]
+    history = store.get_message("m-1")
+    assert [(e.event_id, e.status, e.understood) for e in history.events] == [("e-1", "sent", True)]
+    assert history.state is not None
     # And replaying it again is a duplicate
     assert store.put_event(status("e-1", "m-1", "sent", T0)) is EventWrite.DUPLICATE
 
@@ -246,11 +267,27 @@ def test_raw_deliveries_are_read_back_by_utc_day_byte_for_byte(store: Store) -> 
     assert [r.delivery_id for r in store.raw_deliveries("2026-11-27")] == ["d-next"]
 
 
-def test_a_raw_body_too_large_even_compressed_is_refused(store: Store) -> None:
+def test_a_raw_body_too_large_even_compressed_keeps_its_start_and_size(store: Store) -> None:
     body = random.Random(7).randbytes(MAX_STORED_BODY + 10_000)
-    with pytest.raises(TooLargeToStore, match="too large"):
-        store.put_raw(raw(body=body), 30)
-    assert list(store.raw_deliveries("2026-11-26")) == []
+    assert store.put_raw(raw(body=body), 30) is False
+    [kept] = store.raw_deliveries("2026-11-26")
+    assert (kept.body, kept.truncated_from) == (body[:RAW_HEAD_BYTES], len(body))
+
+
+def test_a_raw_delivery_known_to_be_too_large_keeps_its_start(store: Store) -> None:
+    assert store.put_raw(replace(raw(body=b"x" * 5), truncated_from=2_000_000), 30) is False
+    [kept] = store.raw_deliveries("2026-11-26")
+    assert (kept.body, kept.truncated_from) == (b"x" * 5, 2_000_000)
+
+
+def test_a_raw_delivery_is_found_by_its_reference_with_what_applying_it_found_wrong(store: Store) -> None:
+    delivery = raw("d-7", b"[1, 2]")
+    assert store.put_raw(delivery, 30) is True
+    store.record_problems(delivery.ref, ["[0]: expected an object", "[1]: expected an object"])
+    found = store.get_raw(delivery.ref)
+    assert found is not None
+    assert (found.body, found.problems) == (b"[1, 2]", ("[0]: expected an object", "[1]: expected an object"))
+    assert store.get_raw(raw("d-8").ref) is None
 
 
 # ---- operations ------------------------------------------------------------------------------------
