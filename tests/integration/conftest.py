@@ -17,8 +17,7 @@ import pytest
 
 from tools.local import netguard
 from tools.local.client import StackClient
-from tools.local.process import StackProcess
-from tools.local.stackinfo import PID_FILE, STACK_FILE, StackInfo
+from tools.local.stack import PID_FILE, STACK_FILE, StackInfo, StackProcess
 
 SEED = 11
 # Short visibility timeout: a failed queue message is retried after 1 s (the queue says 540 s).

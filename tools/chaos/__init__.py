@@ -1,4 +1,4 @@
-"""The chaos run (issue 5): N messages through the local stack with Ocelot and DynamoDB misbehaving.
+"""The chaos run: N messages through the local stack with Ocelot and DynamoDB misbehaving.
 
     python -m tools.chaos --messages 2000    # `make chaos`; tests/integration/test_chaos.py runs the same
     make chaos N=20000                       # the manual, larger run

@@ -33,7 +33,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -60,6 +60,7 @@ from tools.local.netguard import is_loopback_host
 log = logging.getLogger("local.sandbox")
 
 ADMIN_PREFIX = "/_sandbox"
+RECORD_PARTS = ("requests", "accepted", "messages", "events", "callback_attempts", "outcomes", "pending")
 
 # ---------------------------------------------------------------------------------------------
 # The script: final outcome by the recipient's last four digits, and the events leading to it
@@ -336,22 +337,22 @@ class Sandbox:
         self._events: dict[str, dict[str, Any]] = {}
         self._attempts: list[dict[str, Any]] = []
 
-    def record(self) -> dict[str, Any]:
+    def record(self, parts: Collection[str] = RECORD_PARTS) -> dict[str, Any]:
+        """The record, or only some `parts` of it (the bench reads `requests` after each invocation)."""
         with self._lock:
+            whole = {
+                "requests": self._requests,
+                "accepted": self._accepted,
+                "messages": self._messages,
+                "events": self._events,
+                "callback_attempts": self._attempts,
+                "outcomes": {m: v["scripted"] for m, v in self._messages.items()}
+                if "outcomes" in parts
+                else {},
+                "pending": len(self._due) + self._inflight,
+            }
             # A deep copy through JSON: callers get plain data they may keep while the sandbox goes on.
-            copied: dict[str, Any] = json.loads(
-                json.dumps(
-                    {
-                        "requests": self._requests,
-                        "accepted": self._accepted,
-                        "messages": self._messages,
-                        "events": self._events,
-                        "callback_attempts": self._attempts,
-                        "outcomes": {m: v["scripted"] for m, v in self._messages.items()},
-                        "pending": len(self._due) + self._inflight,
-                    }
-                )
-            )
+            copied: dict[str, Any] = json.loads(json.dumps({k: v for k, v in whole.items() if k in parts}))
         return copied
 
     # ---- WSGI -------------------------------------------------------------------------------
@@ -389,7 +390,8 @@ class Sandbox:
                 except (ValueError, ConfigError) as error:
                     return _json(400, error_body(400, str(error), "Bad Request"))
             case "GET", "/record":
-                return _json(200, self.record())
+                parts = request.args.get("parts")
+                return _json(200, self.record(parts.split(",") if parts else RECORD_PARTS))
             case "POST", "/reset":
                 options = json.loads(request.get_data() or b"{}")
                 self.reset(config=bool(options.get("config", True)), record=bool(options.get("record", True)))
