@@ -19,7 +19,7 @@ $(BENCH_VENV)/.installed: tools/bench/requirements.txt
 	@touch $@
 
 bench: build bench-venv ## Performance bench -> bench/results.json, docs/webhook-throughput.png (exit 1: goal missed)
-	PYTHONPATH=$(CURDIR)/layers/shared $(BIN)/python -m tools.bench $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 bench-quick: build bench-venv ## The bench with few samples (checks the machinery, numbers are rough)
-	PYTHONPATH=$(CURDIR)/layers/shared $(BIN)/python -m tools.bench --quick $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench --quick $(BENCH_ARGS)
