@@ -1,4 +1,4 @@
-# Performance bench (issue 6, docs/performance.md): not part of `make test`.
+# Performance bench (docs/performance.md): not part of `make test`.
 #
 #   make bench        build, then measure cold start, webhook throughput, sender cost, size, memory
 #                     and money; writes bench/results.json and docs/webhook-throughput.png, prints the

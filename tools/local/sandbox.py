@@ -80,21 +80,15 @@ class Step:
     error_message: str | None = None
 
 
+_QUEUED, _SENT = Step(DeliveryStatus.QUEUED), Step(DeliveryStatus.SENT)
 LIFECYCLES: dict[DeliveryStatus, tuple[Step, ...]] = {
-    DeliveryStatus.DELIVERED: (
-        Step(DeliveryStatus.QUEUED),
-        Step(DeliveryStatus.SENT),
-        Step(DeliveryStatus.DELIVERED),
-    ),
+    DeliveryStatus.DELIVERED: (_QUEUED, _SENT, Step(DeliveryStatus.DELIVERED)),
     DeliveryStatus.UNDELIVERED: (
-        Step(DeliveryStatus.QUEUED),
-        Step(DeliveryStatus.SENT),
+        _QUEUED,
+        _SENT,
         Step(DeliveryStatus.UNDELIVERED, "30003", "Unreachable destination handset"),
     ),
-    DeliveryStatus.FAILED: (
-        Step(DeliveryStatus.QUEUED),
-        Step(DeliveryStatus.FAILED, "30008", "Unknown error"),
-    ),
+    DeliveryStatus.FAILED: (_QUEUED, Step(DeliveryStatus.FAILED, "30008", "Unknown error")),
     # Ocelot checks opt-outs before sending: nothing is queued.
     DeliveryStatus.OPTED_OUT: (Step(DeliveryStatus.OPTED_OUT, "21610", "Recipient has opted out"),),
 }
@@ -724,39 +718,3 @@ def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> R
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
-
-
-def main() -> None:
-    """Run the sandbox alone: `python -m tools.local.sandbox [--seed N] [--webhook-url URL]`."""
-    import argparse
-
-    from tools.local.serving import ServerThread
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--webhook-url", default=None)
-    parser.add_argument("--webhook-username", default=None)
-    parser.add_argument("--webhook-password", default=None)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    sandbox = Sandbox(
-        SandboxConfig(
-            seed=args.seed,
-            webhook_url=args.webhook_url,
-            webhook_username=args.webhook_username,
-            webhook_password=args.webhook_password,
-        )
-    ).start()
-    server = ServerThread(sandbox, "sandbox").start()
-    print(f"Ocelot sandbox on {server.url} (send: {server.url}{SEND_PATH}); Ctrl-C stops it", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        sandbox.stop()
-
-
-if __name__ == "__main__":
-    main()

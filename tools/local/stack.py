@@ -35,7 +35,23 @@ from types import FrameType
 from typing import Any
 
 from tools.local import netguard
-from tools.template_resources import ROOT
+from tools.local.api_front import ApiFront
+from tools.local.aws import (
+    ACCOUNT_ID,
+    DEAD_LETTER_QUEUE,
+    OCELOT_SECRET,
+    QUEUE,
+    REGION,
+    WEBHOOK_SECRET,
+    MotoProcess,
+    aws_environment,
+    provision,
+    scale_retry_backoff,
+)
+from tools.local.functions import EndpointInvoker, InProcessFunctions, SqsPoller, merged_environment
+from tools.local.sandbox import Sandbox, SandboxConfig
+from tools.local.serving import ServerThread
+from tools.template_resources import ROOT, Resolver, function_specs, resource
 
 log = logging.getLogger("local.stack")
 
@@ -159,25 +175,7 @@ class LocalStack:
         self._stopped = False
 
     def start(self) -> StackInfo:
-        # Imported here: `down` and `status` need none of it.
-        from ocelot_sms import runtime
-        from tools.local.api_front import ApiFront
-        from tools.local.aws import (
-            ACCOUNT_ID,
-            DEAD_LETTER_QUEUE,
-            OCELOT_SECRET,
-            QUEUE,
-            REGION,
-            WEBHOOK_SECRET,
-            MotoProcess,
-            aws_environment,
-            provision,
-            scale_retry_backoff,
-        )
-        from tools.local.functions import InProcessFunctions, merged_environment
-        from tools.local.sandbox import Sandbox, SandboxConfig
-        from tools.local.serving import ServerThread
-        from tools.template_resources import Resolver, function_specs, resource
+        from ocelot_sms import runtime  # the handlers' cached clients, rebuilt for this environment
 
         netguard.install()
         os.environ.pop("AWS_PROFILE", None)
@@ -191,13 +189,14 @@ class LocalStack:
         secrets = {OCELOT_SECRET: OCELOT_CREDENTIALS, WEBHOOK_SECRET: WEBHOOK_CREDENTIALS}
         resources = provision(self.moto.url, PREFIX, secrets)
 
+        ocelot, webhook = OCELOT_CREDENTIALS, WEBHOOK_CREDENTIALS
         sandbox = Sandbox(
             SandboxConfig(
                 seed=options.seed,
-                chatbot_id=OCELOT_CREDENTIALS["chatbotId"],
-                api_key=OCELOT_CREDENTIALS["apiKey"],
-                webhook_username=WEBHOOK_CREDENTIALS["username"],
-                webhook_password=WEBHOOK_CREDENTIALS["password"],
+                chatbot_id=ocelot["chatbotId"],
+                api_key=ocelot["apiKey"],
+                webhook_username=webhook["username"],
+                webhook_password=webhook["password"],
             )
         ).start()
         self._stoppers.append(("sandbox", sandbox.stop))
@@ -292,9 +291,6 @@ class LocalStack:
         )
 
     def _start_pollers(self) -> None:
-        from tools.local.aws import REGION
-        from tools.local.functions import SqsPoller
-
         for spec in self._specs:
             for source in spec.sqs_sources:
                 poller = SqsPoller(
@@ -315,9 +311,6 @@ class LocalStack:
     def invoke_event_sources(self, invoke_url: str | None) -> dict[str, Any]:
         """POST /_local/event-sources: the queue's messages go to the functions through this Lambda
         Invoke API (sam local start-lambda), or nowhere (None). For a stack with `--functions none`."""
-        from tools.local.aws import REGION
-        from tools.local.functions import EndpointInvoker
-
         if self.options.functions != "none":
             raise ValueError("this stack serves its functions itself")
         if invoke_url is not None and not invoke_url.startswith("http://127.0.0.1:"):
