@@ -89,20 +89,27 @@ def _billed_s(duration_s: float) -> float:
 
 
 def _per_million(
-    step: Mapping[str, Any], memory_mb: int, invocations: float, duration_s: float, **extra: float
+    step: Mapping[str, Any],
+    memory_mb: int,
+    invocations: float,
+    duration_s: float,
+    api: bool,
+    sqs_requests: int = 0,
 ) -> dict[str, float]:
-    """The components every invocation pays, per 1M messages; `extra`: api_gateway, sqs."""
+    """Cost per 1M messages of `invocations` like `step`, each called through the HTTP API (`api`: a
+    request, an access log line) or through the queue (`sqs_requests` each)."""
     ddb = step["ddb"]
+    api_units = max(1, math.ceil(int(step["request_bytes"]) / API_BILLING_STEP)) if api else 0
+    log_bytes = step["log_bytes"] + PLATFORM_LOG_BYTES + (step["access_log_bytes"] if api else 0)
     return {
-        "api_gateway": 0.0,
+        "api_gateway": invocations * api_units * _p("api_http_request"),
         "lambda_requests": invocations * _p("lambda_request"),
         "lambda_compute": invocations * _billed_s(duration_s) * memory_mb / 1024 * _p("lambda_gb_s"),
         "dynamodb_writes": invocations * (ddb["write_units"] + ddb["gsi_write_units"]) * _p("ddb_wru"),
         "dynamodb_reads": invocations * ddb["read_units"] * _p("ddb_rru"),
-        "logs": invocations * (step["log_bytes"] + PLATFORM_LOG_BYTES) / GB * _p("logs_gb"),
+        "logs": invocations * log_bytes / GB * _p("logs_gb"),
         "xray": invocations * XRAY_SAMPLED * _p("xray_trace"),
-        "sqs": 0.0,
-        **extra,
+        "sqs": invocations * sqs_requests * _p("sqs_request"),
     }
 
 
@@ -111,12 +118,7 @@ def webhook_per_million(step: Mapping[str, Any], memory_mb: int, access_log_byte
     invocations = 1e6 * CALLBACKS_PER_MESSAGE / int(step["events"])
     duration = lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=True)
     return _per_million(
-        step,
-        memory_mb,
-        invocations,
-        duration,
-        api_gateway=invocations * _api_units(step) * _p("api_http_request"),
-        logs=invocations * (step["log_bytes"] + PLATFORM_LOG_BYTES + access_log_bytes) / GB * _p("logs_gb"),
+        {**step, "access_log_bytes": access_log_bytes}, memory_mb, invocations, duration, api=True
     )
 
 
@@ -127,23 +129,10 @@ def sender_per_million(
     invocations = 1e6 / int(step["messages"])
     duration = lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=False)
     duration += math.ceil(int(step["messages"]) / chunk_size) * OCELOT_LATENCY_S
-    if via_queue:  # SendMessage, ReceiveMessage (each per 64 KB chunk of the body) and DeleteMessage
-        sqs_requests = 2 * max(1, math.ceil(step["request_bytes"] / (64 * 1024))) + 1
-        return _per_million(
-            step, memory_mb, invocations, duration, sqs=invocations * sqs_requests * _p("sqs_request")
-        )
-    return _per_million(
-        step,
-        memory_mb,
-        invocations,
-        duration,
-        api_gateway=invocations * _api_units(step) * _p("api_http_request"),
-        logs=invocations * (step["log_bytes"] + PLATFORM_LOG_BYTES + access_log_bytes) / GB * _p("logs_gb"),
-    )
-
-
-def _api_units(step: Mapping[str, Any]) -> int:
-    return max(1, math.ceil(int(step["request_bytes"]) / API_BILLING_STEP))
+    # Through the queue: SendMessage, ReceiveMessage (each per 64 KB chunk of the body) and DeleteMessage.
+    sqs_requests = 2 * max(1, math.ceil(step["request_bytes"] / (64 * 1024))) + 1 if via_queue else 0
+    step = {**step, "access_log_bytes": access_log_bytes}
+    return _per_million(step, memory_mb, invocations, duration, api=not via_queue, sqs_requests=sqs_requests)
 
 
 def storage_per_million(
