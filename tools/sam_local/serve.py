@@ -50,17 +50,8 @@ FAKE_AWS = {
 }
 # Passed through to SAM from our environment; nothing else is (SAM hands any shell variable named
 # like a template variable to the functions, so the environment starts empty).
-PASSTHROUGH = (
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "TMPDIR",
-    "PYENV_ROOT",
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-    "DOCKER_CERT_PATH",
-    "DOCKER_TLS_VERIFY",
-)
+PASSTHROUGH: tuple[str, ...] = ("HOME", "LANG", "LC_ALL", "TMPDIR", "PYENV_ROOT")
+PASSTHROUGH += tuple(f"DOCKER_{name}" for name in ("HOST", "CONFIG", "CERT_PATH", "TLS_VERIFY"))
 
 
 class ProvisionError(RuntimeError):
@@ -156,7 +147,7 @@ def sam_environment(aws_endpoint_url: str | None, app_dir: Path) -> dict[str, st
 
     tools/sam_local/sam.py already keeps SAM off the network (no STS call, no version check);
     AWS_ENDPOINT_URL is there for anything else SAM might ask AWS. __SAM_CLI_APP_DIR keeps SAM's
-    own state (installation id, last version check) out of the developer's ~/.aws-sam.
+    own state (installation id) out of the developer's ~/.aws-sam.
     """
     env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     bin_dir = str(Path(sys.executable).parent)
@@ -177,11 +168,6 @@ def sam_environment(aws_endpoint_url: str | None, app_dir: Path) -> dict[str, st
         }
     )
     app_dir.mkdir(parents=True, exist_ok=True)
-    metadata = app_dir / "metadata.json"
-    if not metadata.exists():
-        metadata.write_text(
-            json.dumps({"telemetryEnabled": False, "lastVersionCheck": time.time() + 30 * 86400})
-        )
     return env
 
 
