@@ -9,7 +9,6 @@ from what is deployed.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -143,7 +142,8 @@ class FunctionSpec:
 
 
 class Resolver:
-    """Resolves the intrinsics the template uses (Ref, Fn::GetAtt .Arn, Fn::If, Fn::Sub, conditions)."""
+    """Resolves the intrinsics the functions' properties use (Ref, Fn::GetAtt .Arn, Fn::If and the
+    conditions it names); anything else is a TemplateError, not a silent guess."""
 
     def __init__(
         self,
@@ -188,8 +188,6 @@ class Resolver:
             if key == "Fn::If":
                 condition, when_true, when_false = argument
                 return self.value(when_true if self.condition(condition) else when_false)
-            if key == "Fn::Sub":
-                return self._sub(argument)
             if key.startswith("Fn::"):
                 raise TemplateError(f"{key} is not emulated locally")
         return {k: v for k, v in ((k, self.value(v)) for k, v in node.items()) if v is not _NO_VALUE}
@@ -205,10 +203,6 @@ class Resolver:
                 return left == right
             case "Fn::Not":
                 return not self._condition(argument[0])
-            case "Fn::And":
-                return all(self._condition(v) for v in argument)
-            case "Fn::Or":
-                return any(self._condition(v) for v in argument)
             case "Condition":
                 return self.condition(argument)
         raise TemplateError(f"condition function {key} is not emulated locally")
@@ -221,19 +215,6 @@ class Resolver:
         if name in self._refs:
             return self._refs[name]
         raise TemplateError(f"Ref {name} has no local counterpart")
-
-    def _sub(self, argument: Any) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in variables:
-                return str(self.value(variables[name]))
-            if "." in name:
-                return str(self.value({"Fn::GetAtt": name.split(".", 1)}))
-            return str(self._ref(name))
-
-        return re.sub(r"\$\{([^}!][^}]*)\}", replace, text)
 
 
 def function_specs(resolver: Resolver) -> list[FunctionSpec]:
