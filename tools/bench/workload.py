@@ -29,11 +29,11 @@ import tracemalloc
 import urllib.request
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from tools.bench.events import batch_body, batch_event, callback_items, webhook_event
 from tools.local import netguard
+from tools.local.lambda_context import LambdaContext
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -67,29 +67,11 @@ class CountingStream(io.TextIOBase):
         return True
 
 
-@dataclass
-class Context:
-    """The parts of the Lambda context the handlers and Powertools read."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    aws_request_id: str
-    deadline: float
-    function_version: str = "$LATEST"
-    log_group_name: str = "/aws/lambda/bench"
-    log_stream_name: str = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.time()) * 1000))
-
-
 class Container:
     def __init__(self, spec: dict[str, Any], stream: CountingStream) -> None:
         self.spec = spec
         self.stream = stream
         self.usage, self.ocelot = f"{spec['aws_url']}/_local/dynamodb-usage", str(spec["ocelot_url"])
-        self.invocations = 0
         # Unique to this container: another container's events and requests are never replays of ours.
         self.tag = f"{spec.get('tag', 'c')}-{uuid.uuid4().hex[:8]}"
         self.profiles: list[cProfile.Profile] = []
@@ -101,14 +83,10 @@ class Container:
         self.runtime = runtime
         self.status_event = status_event
 
-    def context(self) -> Context:
-        self.invocations += 1
-        return Context(
-            function_name=os.environ["AWS_LAMBDA_FUNCTION_NAME"],
-            memory_limit_in_mb=int(os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]),
-            invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{os.environ['AWS_LAMBDA_FUNCTION_NAME']}",
-            aws_request_id=f"bench-{self.invocations:06d}",
-            deadline=time.time() + float(self.spec["timeout_s"]),
+    def context(self) -> LambdaContext:
+        memory, timeout = int(os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]), float(self.spec["timeout_s"])
+        return LambdaContext(
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"], memory, timeout, os.environ["AWS_REGION"]
         )
 
     def configure(self, variables: dict[str, str | None]) -> None:

@@ -691,17 +691,30 @@ def _read_line(stream: IO[str] | None, timeout: float) -> str:
     return lines[0].strip() if lines else ""
 
 
-def _stop_with_parent(parent_pid: int, stop: threading.Event) -> None:
-    with contextlib.suppress(OSError, AttributeError):  # Linux: SIGTERM when our parent thread dies
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def stop_with_parent(parent_pid: int, on_gone: Callable[[], None]) -> None:
+    """Call `on_gone` once process `parent_pid` is gone: checked every half second, and on Linux our
+    own parent's death (the thread that started us) also sends us SIGTERM at once."""
+    if parent_pid == os.getppid():
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-    def watch() -> None:  # and a check every half second wherever that does not exist
-        while not stop.wait(0.5):
-            if os.getppid() != parent_pid:
-                log.info("parent %s is gone: stopping", parent_pid)
-                stop.set()
+    def watch() -> None:
+        while _alive(parent_pid):
+            time.sleep(0.5)
+        log.info("process %s is gone: stopping", parent_pid)
+        on_gone()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -716,9 +729,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
-    _stop_with_parent(args.parent_pid, stop)
     if os.getppid() != args.parent_pid:
         return 1  # the parent died before we could watch it
+    stop_with_parent(args.parent_pid, stop.set)
     app = moto_app(fast_dynamodb=not args.moto_dynamodb, meter=args.meter, latency_ms=args.latency_ms)
     server = ServerThread(app, "moto").start()
     print(f"ready {server.url}", flush=True)

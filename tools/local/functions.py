@@ -19,7 +19,6 @@ import logging
 import sys
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -28,7 +27,8 @@ from typing import Any, Protocol
 
 from botocore.config import Config
 
-from tools.local.aws import ACCOUNT_ID, client
+from tools.local.aws import client
+from tools.local.lambda_context import LambdaContext
 from tools.template_resources import FunctionSpec, SqsSource
 
 log = logging.getLogger("local.functions")
@@ -103,23 +103,6 @@ class _OneAtATime:
             return [invocation.summary() for invocation in self._history]
 
 
-class LambdaContext:
-    """The parts of the Lambda context the handlers and Powertools read; the time left is real."""
-
-    def __init__(self, spec: FunctionSpec, region: str) -> None:
-        self.function_name = f"ocelot-sms-local-{spec.logical_id}"
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{self.function_name}"
-        self.memory_limit_in_mb = spec.memory_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
-        self._deadline = time.monotonic() + spec.timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 class InProcessFunctions(_OneAtATime):
     def __init__(self, specs: Sequence[FunctionSpec], region: str) -> None:
         super().__init__()
@@ -143,7 +126,9 @@ class InProcessFunctions(_OneAtATime):
 
     def _call(self, function: str, event: dict[str, Any]) -> tuple[str, Any, str | None]:
         spec = self.specs[function]
-        context = LambdaContext(spec, self._region)
+        context = LambdaContext(
+            f"ocelot-sms-local-{function}", spec.memory_mb, spec.timeout_seconds, self._region
+        )
         start = time.monotonic()
         payload: Any = None
         error: str | None = None

@@ -47,6 +47,7 @@ from tools.local.aws import (
     aws_environment,
     provision,
     scale_retry_backoff,
+    stop_with_parent,
 )
 from tools.local.functions import EndpointInvoker, InProcessFunctions, SqsPoller, merged_environment
 from tools.local.sandbox import Sandbox, SandboxConfig
@@ -393,10 +394,10 @@ def run_foreground(options: StackOptions, parent_pid: int | None) -> int:
         stack.start().write(stack_file)
         ready.set()
         print(f"local stack ready (pid {my_pid}): {stack_file}", flush=True)
+        if parent_pid is not None:
+            stop_with_parent(parent_pid, stop_requested.set)
         while not stop_requested.wait(0.5):
-            if parent_pid is not None and not _alive(parent_pid):
-                log.info("parent %s is gone: stopping", parent_pid)
-                break
+            pass
     except KeyboardInterrupt:
         pass
     except Exception:
@@ -405,16 +406,6 @@ def run_foreground(options: StackOptions, parent_pid: int | None) -> int:
     finally:
         cleanup()
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StackStartError(RuntimeError):
