@@ -71,11 +71,15 @@ class _Handler(BaseHTTPRequestHandler):
             started[:] = [status, headers]
             return lambda data: None
 
-        result = self.server.app(environ, start_response)
         try:
-            payload = b"".join(result)
-        finally:
-            getattr(result, "close", lambda: None)()
+            result = self.server.app(environ, start_response)
+            try:
+                payload = b"".join(result)
+            finally:
+                getattr(result, "close", lambda: None)()
+        except Exception:  # as werkzeug's server does: the client gets a 500, not a dropped connection
+            log.exception("%s: the app failed on %s %s", self.server.name, self.command, self.path)
+            started[:], payload = ["500 Internal Server Error", [("Content-Type", "text/plain")]], b"error"
         status, headers = started
         code, _, reason = str(status).partition(" ")
         self.send_response(int(code), reason)
