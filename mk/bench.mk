@@ -1,4 +1,4 @@
-# Performance bench (issue 6, docs/performance.md): not part of `make test`.
+# Performance bench (docs/performance.md): not part of `make test`.
 #
 #   make bench        build, then measure cold start, webhook throughput, sender cost, size, memory
 #                     and money; writes bench/results.json and docs/webhook-throughput.png, prints the
@@ -19,7 +19,7 @@ $(BENCH_VENV)/.installed: tools/bench/requirements.txt
 	@touch $@
 
 bench: build bench-venv ## Performance bench -> bench/results.json, docs/webhook-throughput.png (exit 1: goal missed)
-	PYTHONPATH=$(CURDIR)/layers/shared $(BIN)/python -m tools.bench $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 bench-quick: build bench-venv ## The bench with few samples (checks the machinery, numbers are rough)
-	PYTHONPATH=$(CURDIR)/layers/shared $(BIN)/python -m tools.bench --quick $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench --quick $(BENCH_ARGS)

@@ -1,4 +1,4 @@
-# The chaos run (issue 5, docs/reliability.md): N messages through a local stack of its own, with
+# The chaos run (docs/reliability.md): N messages through a local stack of its own, with
 # Ocelot and DynamoDB misbehaving. Prints every check with its figure, writes bench/chaos-last.json,
 # exits 1 when a check fails (2 when the run itself could not finish). Talks to 127.0.0.1 only, and
 # stops everything it started. A CI-sized run (2,000 messages) is part of `make test`

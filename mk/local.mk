@@ -29,7 +29,7 @@ local-status: install ## Show whether the local stack runs, and its endpoints
 # SAM=1: the demo itself checks the engine (a clear error without one, no fallback), makes sure of
 # the image and a fresh `sam build`, so the prerequisites stay the same as without it.
 demo: install ## Send ~20 SMS through a local stack (API + SQS), check every outcome, stop it (SAM=1: via sam local)
-	$(LOCAL_PYTHON) -m tools.local.demo --state-dir "$(LOCAL_STATE_DIR)/demo" $(if $(SAM),--sam) $(DEMO_ARGS)
+	$(LOCAL_PYTHON) -m tools.demo --state-dir "$(LOCAL_STATE_DIR)/demo" $(if $(SAM),--sam) $(DEMO_ARGS)
 
 integration: install ## Integration tests against local stacks (pytest -m integration)
 	$(LOCAL_PYTHON) -m pytest tests/integration -m integration -q $(PYTEST_ARGS)

@@ -1,5 +1,5 @@
 # sam local support: a Docker engine and a python3.13 Lambda image that work without
-# access to Docker Hub / ECR (see tools/sam_local/README.md and docs/sam-local.md).
+# access to Docker Hub / ECR (docs/sam-local.md).
 #
 #   make docker-up      start (installing if needed) a Docker engine
 #   make lambda-image   make sure the image exists; its name goes to .local/lambda-image (and the

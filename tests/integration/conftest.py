@@ -2,11 +2,16 @@
 
 The stack is the one `make local-up` runs, started in a temporary state directory and stopped at the
 end of the package, also when a test fails. This process may only talk to loopback while it runs.
+
+The CI-sized chaos run has a stack of its own: it starts with the first integration test, runs in a
+thread beside the other tests (most of them wait on timers: retries, visibility timeouts, callback
+delays), and is checked by test_chaos.py's test, which runs last.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +20,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tools.chaos.run import CI_MESSAGES, ChaosResult, run_chaos
 from tools.local import netguard
 from tools.local.client import StackClient
-from tools.local.process import StackProcess
-from tools.local.stackinfo import PID_FILE, STACK_FILE, StackInfo
+from tools.local.stack import PID_FILE, STACK_FILE, StackInfo, StackProcess
 
 SEED = 11
 # Short visibility timeout: a failed queue message is retried after 1 s (the queue says 540 s).
 STACK_ARGS = ["--seed", str(SEED), "--visibility-timeout", "1"]
+CHAOS_TEST, CHAOS_SEED = "test_chaos_run_at_ci_size", 5
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,6 +36,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.name == CHAOS_TEST)  # stable: only the chaos run moves, to the end
+
+
+class BackgroundChaos:
+    """run_chaos in a daemon thread: if the session ends first, its stack stops with this process."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.progress: list[str] = []
+        self.result: ChaosResult | None = None
+        self._thread = threading.Thread(target=self._run, name="chaos-run", daemon=True)
+
+    def _run(self) -> None:
+        out = self.workdir / "chaos.json"
+        stack_dir = self.workdir / "stack"
+        self.result = run_chaos(CI_MESSAGES, CHAOS_SEED, stack_dir, out, self.progress.append, timeout=600)
+
+    def start(self) -> BackgroundChaos:
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float) -> ChaosResult:
+        self._thread.join(timeout)
+        assert self.result is not None, "the chaos run did not finish:\n" + "\n".join(self.progress[-40:])
+        return self.result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def chaos_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> BackgroundChaos | None:
+    if not any(item.name == CHAOS_TEST for item in request.session.items):
+        return None
+    return BackgroundChaos(tmp_path_factory.mktemp("chaos")).start()
 
 
 def ports(info: StackInfo) -> set[int]:

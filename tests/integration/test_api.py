@@ -6,7 +6,7 @@ import time
 
 from tests.integration.conftest import batch, recipients
 from tools.local.client import StackClient, wait_for
-from tools.local.stackinfo import StackInfo
+from tools.local.stack import StackInfo
 
 
 def test_api_batch_ends_in_the_scripted_outcomes(client: StackClient, stack: StackInfo) -> None:

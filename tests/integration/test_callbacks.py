@@ -14,7 +14,7 @@ import requests
 from ocelot_sms.contract import parse_instant
 from tests.integration.conftest import batch, recipients
 from tools.local.client import StackClient, wait_for
-from tools.local.stackinfo import StackInfo
+from tools.local.stack import StackInfo
 
 CHAOS = {
     "duplicate_rate": 0.5,

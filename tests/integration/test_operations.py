@@ -25,7 +25,7 @@ from ocelot_sms.observability import logger
 from ocelot_sms_cli.main import cli
 from tests.integration.conftest import batch, recipients, request_id
 from tools.local.client import StackClient, wait_for
-from tools.local.stackinfo import STACK_FILE, StackInfo
+from tools.local.stack import STACK_FILE, StackInfo
 
 # Final status by the recipient's last four digits (tools/local/sandbox.py); anything else: delivered.
 SUFFIXES = ("0001", "0002", "0003", "0010", "0011", "0012", "0013")

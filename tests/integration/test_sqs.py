@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.integration.conftest import batch, recipients
 from tools.local.client import StackClient, wait_for
-from tools.local.stackinfo import StackInfo
+from tools.local.stack import StackInfo
 
 
 def _sends(record: dict[str, Any], to: list[str]) -> list[int]:

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from tests.integration.conftest import assert_stopped, port_is_closed, ports
-from tools.local import ROOT
 from tools.local.client import StackClient, wait_for
 from tools.local.netguard import is_loopback_host
-from tools.local.process import StackProcess
-from tools.local.stackinfo import PID_FILE, STACK_FILE, StackInfo, read_pid
+from tools.local.stack import PID_FILE, STACK_FILE, StackInfo, StackProcess, read_pid
+from tools.template_resources import ROOT
 
 
 def _stack_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -66,12 +67,15 @@ def test_a_signal_stops_everything(tmp_path: Path, signum: signal.Signals) -> No
     info = process.start(timeout=60)
     try:
         assert process.process is not None
+        assert info.aws_pid is not None
+        assert _running(info.aws_pid)
         process.process.send_signal(signum)
         process.process.wait(20)
     finally:
         process.stop()
     assert process.process.returncode == 0, process.log_tail()
     assert_stopped(process, info)
+    wait_for(lambda: not _running(info.aws_pid or 0), 15, "moto's process to end with the stack")
 
 
 def test_the_stack_stops_when_its_parent_dies(tmp_path: Path) -> None:
@@ -110,3 +114,30 @@ def test_the_stack_stops_when_its_parent_dies(tmp_path: Path) -> None:
             stack.wait(5)
     assert all(port_is_closed(p) for p in ports(info))
     assert not (tmp_path / STACK_FILE).exists()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a process whose parent was killed may wait a while to be reaped)."""
+    try:
+        os.kill(pid, 0)
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def test_motos_process_ends_with_a_killed_stack(tmp_path: Path) -> None:
+    # moto runs in a child process of the supervisor: it must not outlive the supervisor, even when
+    # that is killed outright (a signal that stops it cleanly: test_a_signal_stops_everything).
+    process = StackProcess(tmp_path)
+    try:
+        info = process.start(timeout=60)
+        aws_pid = info.aws_pid
+        assert aws_pid is not None
+        assert aws_pid != info.pid
+        assert _running(aws_pid)
+        assert not port_is_closed(urlsplit(info.aws_endpoint_url).port or 0)
+        os.kill(info.pid, signal.SIGKILL)
+        wait_for(lambda: not _running(aws_pid), 15, "moto's process to end with the stack")
+        assert port_is_closed(urlsplit(info.aws_endpoint_url).port or 0)
+    finally:
+        process.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -21,11 +20,10 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from tests.sam_local import harness
 from tools.local import netguard
-from tools.local.aws import OCELOT_SECRET, WEBHOOK_SECRET, provision
+from tools.local.aws import DEAD_LETTER_QUEUE, OCELOT_SECRET, QUEUE, WEBHOOK_SECRET, provision
 from tools.local.client import StackClient
-from tools.local.process import StackProcess
-from tools.local.stackinfo import StackInfo
-from tools.sam_local.env_vars import ENDPOINT_VARIABLE, for_sam, from_stack
+from tools.local.stack import StackInfo, StackProcess
+from tools.sam_local.env_vars import for_sam, from_stack
 
 _prefixes = itertools.count(1)
 
@@ -56,19 +54,11 @@ def loopback_only() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def provisioned(tmp_path_factory: pytest.TempPathFactory) -> harness.Provisioned:
     try:
-        ready = _provision(tmp_path_factory.mktemp("provision"))
+        return _provision(tmp_path_factory.mktemp("provision"))
     except harness.ProvisionError as error:
         pytest.fail(
             f"sam_local provisioning failed{' (CI)' if harness.in_ci() else ''}: {error}", pytrace=False
         )
-    if ready.undeclared_endpoint:
-        warnings.warn(
-            f"template.yaml does not declare {ENDPOINT_VARIABLE} for {', '.join(ready.undeclared_endpoint)}: "
-            f"running {ready.template} (the built template plus that declaration); "
-            "see docs/sam-local.md",
-            stacklevel=1,
-        )
-    return ready
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +130,6 @@ def isolated_aws(stack: StackInfo) -> Iterator[LocalAws]:
     prefix = f"samlocal-{os.getpid()}-{next(_prefixes)}"
     resources = provision(
         stack.aws_endpoint_url,
-        stack.region,
         prefix,
         {OCELOT_SECRET: stack.ocelot_credentials, WEBHOOK_SECRET: stack.webhook_credentials},
     )
@@ -151,8 +140,8 @@ def isolated_aws(stack: StackInfo) -> Iterator[LocalAws]:
             "idempotency": resources.refs["IdempotencyTable"],
         },
         secrets={"ocelot": resources.refs[OCELOT_SECRET], "webhook": resources.refs[WEBHOOK_SECRET]},
-        queue_url=resources.queue_url,
-        dlq_url=resources.dlq_url,
+        queue_url=resources.refs[QUEUE],
+        dlq_url=resources.refs[DEAD_LETTER_QUEUE],
     )
     variables, _dropped = for_sam(from_stack(info.to_json()))
     client = StackClient(info)

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from tools.sam_local import serve
+from tools.sam_local.env_vars import LOOPBACK as LOOPBACK
+from tools.template_resources import ROOT as ROOT
 
 # Re-exported from serve.py, so the tests name everything `harness.X`.
-ROOT = serve.ROOT
 BUILD_DIR = serve.BUILD_DIR
 BUILT_TEMPLATE = serve.BUILT_TEMPLATE
-LOOPBACK = serve.LOOPBACK
 ProvisionError = serve.ProvisionError
 EngineMissing = serve.EngineMissing
 Provisioned = serve.Provisioned

@@ -1,6 +1,6 @@
 """`make demo SAM=1` end to end: the same demo driver, the functions served by sam local.
 
-The demo runs as `make demo SAM=1` runs it (`python -m tools.local.demo --sam`), in a child process
+The demo runs as `make demo SAM=1` runs it (`python -m tools.demo --sam`), in a child process
 with a state directory of its own; what SAM served is read from start-api's and start-lambda's logs.
 """
 
@@ -32,7 +32,7 @@ def only_log(folder: Path, pattern: str) -> str:
 
 
 def demo_command(state_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "tools.local.demo", "--sam", "--state-dir", str(state_dir)]
+    return [sys.executable, "-m", "tools.demo", "--sam", "--state-dir", str(state_dir)]
 
 
 def demo_env() -> dict[str, str]:

@@ -92,7 +92,7 @@ def test_make_demo_sam_without_an_engine_says_so_and_fails(tmp_path: Path) -> No
     state_dir = tmp_path / "demo"
 
     result = subprocess.run(
-        [sys.executable, "-m", "tools.local.demo", "--sam", "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "tools.demo", "--sam", "--state-dir", str(state_dir)],
         cwd=harness.ROOT,
         env=env,
         capture_output=True,

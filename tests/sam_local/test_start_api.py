@@ -19,8 +19,7 @@ import requests
 from tests.sam_local import harness
 from tests.sam_local.conftest import LocalAws, isolated_aws
 from tools.local.client import SentMessage
-from tools.local.process import StackProcess
-from tools.local.stackinfo import StackInfo
+from tools.local.stack import StackInfo, StackProcess
 
 pytestmark = [pytest.mark.sam_local, pytest.mark.timeout(600)]
 

@@ -1,4 +1,4 @@
-"""EndpointInvoker (tools/local/lambdas.py): a Lambda Invoke API's answer as the same `Invocation` the
+"""EndpointInvoker (tools/local/functions.py): a Lambda Invoke API's answer as the same `Invocation` the
 in-process functions give, so the SqsPoller applies Lambda's partial-failure rules to either.
 
 The Invoke API's answers are stubbed (botocore's Stubber): no request leaves the process.
@@ -13,8 +13,7 @@ from typing import Any
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from tools.local.lambdas import EndpointInvoker
-from tools.local.sqs_poller import failed_ids
+from tools.local.functions import EndpointInvoker, failed_ids
 
 EVENT = {"Records": [{"messageId": "m-1"}, {"messageId": "m-2"}]}
 

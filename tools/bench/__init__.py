@@ -1,5 +1,5 @@
-"""`make bench`: cold start, webhook throughput, sender cost, size, memory and money (issue 6).
+"""`make bench`: cold start, webhook throughput, sender cost, size, memory and money (docs/performance.md).
 
-Everything runs on 127.0.0.1: DynamoDB and Secrets Manager are moto behind a counting, latency-adding
-proxy (ddb_server.py); Ocelot is a local stub (ocelot_stub.py). See docs/performance.md.
+Everything runs on 127.0.0.1: DynamoDB and Secrets Manager are the local stack's moto, delaying and
+metering every request; Ocelot is the local stack's sandbox.
 """

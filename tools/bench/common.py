@@ -1,117 +1,131 @@
-"""Paths, the Lambda-like environment of the measured processes, and small statistics helpers."""
+"""What every bench measurement shares: paths, the stand-ins on 127.0.0.1, the measured processes'
+Lambda-like environment, running a workload there, and small statistics."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import statistics
-from collections.abc import Mapping, Sequence
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.template_resources import load_template, resource
+from tools.local.aws import ACCOUNT_ID, OCELOT_SECRET, REGION, WEBHOOK_SECRET, MotoProcess, provision
+from tools.local.sandbox import Sandbox, SandboxConfig
+from tools.local.serving import ServerThread
+from tools.template_resources import ROOT, FunctionSpec, Resolver, function_specs
 
-ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".aws-sam" / "build"
-BENCH_VENV = ROOT / ".venv-bench"
-BENCH_PYTHON = BENCH_VENV / "bin" / "python"
+BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 RESULTS = ROOT / "bench" / "results.json"
 PLOT = ROOT / "docs" / "webhook-throughput.png"
-
-MESSAGES_TABLE = "bench-messages"
-IDEMPOTENCY_TABLE = "bench-idempotency"
-OCELOT_SECRET = "bench-ocelot-api"  # noqa: S105 - a secret's name
-WEBHOOK_SECRET = "bench-ocelot-webhook"  # noqa: S105 - a secret's name
+FUNCTIONS = ("WebhookFunction", "SenderFunction")
 OCELOT_CREDENTIALS = {"chatbotId": "bench-chatbot", "apiKey": "bench-api-key"}
 WEBHOOK_CREDENTIALS = {"username": "ocelot", "password": "bench-webhook-password"}
-DEFAULT_SENDER = "+15550000000"
-
-# Local names for the template's resources that the functions' environment refers to.
-_RESOURCE_VALUES = {
-    "MessagesTable": MESSAGES_TABLE,
-    "IdempotencyTable": IDEMPOTENCY_TABLE,
-    "OcelotApiSecret": OCELOT_SECRET,
-    "WebhookSecret": WEBHOOK_SECRET,
-}
 # Values the template leaves empty by default, which a deployment sets.
-_PARAMETER_VALUES = {"DefaultSender": DEFAULT_SENDER, "DefaultOperatorId": "operator-1"}
-
+PARAMETERS = {"DefaultSender": "+15550000000", "DefaultOperatorId": "operator-1"}
 # Never inherited from the caller: they could send the measured processes anywhere but 127.0.0.1.
 _SCRUBBED_PREFIXES = ("AWS_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "PYTHON", "POWERTOOLS_")
 
 
-def function_config(logical_id: str) -> dict[str, Any]:
-    """MemorySize, Timeout and Handler of a function: its own value, else the template's Globals."""
-    template = load_template()
-    defaults = template.get("Globals", {}).get("Function", {})
-    own = resource(logical_id)["Properties"]
-    return {key: own.get(key, defaults.get(key)) for key in ("MemorySize", "Timeout", "Handler", "CodeUri")}
+@dataclass(frozen=True)
+class StandIns:
+    aws_url: str  # moto, its own process: every request delayed, DynamoDB's metered
+    ocelot_url: str  # the sandbox, with no webhook: it plans callbacks but sends none
+    specs: Mapping[str, FunctionSpec]  # the functions, resolved against those two
 
 
-def _resolve(value: Any, template: Mapping[str, Any]) -> Any:
-    if not isinstance(value, dict):
-        return value
-    if "Ref" in value:
-        name = value["Ref"]
-        if name in _PARAMETER_VALUES:
-            return _PARAMETER_VALUES[name]
-        if name in template.get("Parameters", {}):
-            return template["Parameters"][name].get("Default", "")
-        return _RESOURCE_VALUES.get(name, name)
-    if "Fn::If" in value:
-        condition, when_true, when_false = value["Fn::If"]
-        chosen = when_true if _condition(condition, template) else when_false
-        return _resolve(chosen, template)
-    raise ValueError(f"cannot resolve {value!r} for a local run")
+@contextlib.contextmanager
+def stand_ins(latency_ms: float) -> Iterator[StandIns]:
+    """moto and the Ocelot sandbox on 127.0.0.1, the template's tables and secrets in moto."""
+    with contextlib.ExitStack() as started:
+        moto = MotoProcess("--meter", "--latency-ms", str(latency_ms)).start()
+        started.callback(moto.stop)
+        config = SandboxConfig(
+            chatbot_id=OCELOT_CREDENTIALS["chatbotId"], api_key=OCELOT_CREDENTIALS["apiKey"]
+        )
+        sandbox = Sandbox(config).start()
+        started.callback(sandbox.stop)
+        server = ServerThread(sandbox, "sandbox").start()
+        started.callback(server.stop)
+        resources = provision(
+            moto.url, "bench", {OCELOT_SECRET: OCELOT_CREDENTIALS, WEBHOOK_SECRET: WEBHOOK_CREDENTIALS}
+        )
+        resolver = Resolver(
+            parameters={**PARAMETERS, "OcelotBaseUrl": server.url},
+            refs=resources.refs,
+            arns=resources.arns,
+            region=REGION,
+            account_id=ACCOUNT_ID,
+        )
+        yield StandIns(moto.url, server.url, {spec.logical_id: spec for spec in function_specs(resolver)})
 
 
-def _condition(name: str, template: Mapping[str, Any]) -> bool:
-    return bool(_evaluate(template["Conditions"][name], template))
+def lambda_environment(spec: FunctionSpec, aws_url: str) -> dict[str, str]:
+    """What the function sees in Lambda (its template environment resolved locally, and the runtime's
+    own variables), pointed at the local stand-ins and nothing else."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_SCRUBBED_PREFIXES)}
+    return {
+        **env,
+        **spec.environment,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_SESSION_TOKEN": "bench",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": aws_url,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_LAMBDA_FUNCTION_NAME": f"ocelot-sms-{spec.logical_id}",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "_HANDLER": spec.handler,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        # Like a read-only /opt and /var/task: nothing is cached between cold starts.
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
-def _evaluate(expression: Any, template: Mapping[str, Any]) -> Any:
-    if isinstance(expression, dict) and "Fn::Equals" in expression:
-        left, right = expression["Fn::Equals"]
-        return _evaluate(left, template) == _evaluate(right, template)
-    if isinstance(expression, dict) and "Fn::Not" in expression:
-        return not _evaluate(expression["Fn::Not"][0], template)
-    if isinstance(expression, dict) and "Condition" in expression:
-        return _condition(expression["Condition"], template)
-    return _resolve(expression, template)
+def workload_spec(
+    spec: FunctionSpec, ins: StandIns, plan: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    return {
+        "function": "webhook" if spec.logical_id == "WebhookFunction" else "sender",
+        "handler_module": spec.handler.rsplit(".", 1)[0],
+        "timeout_s": spec.timeout_seconds,
+        "aws_url": ins.aws_url,
+        "ocelot_url": ins.ocelot_url,
+        "credentials": WEBHOOK_CREDENTIALS,
+        "plan": plan,
+        **extra,
+    }
 
 
-def lambda_environment(
-    logical_id: str, endpoint: str, overrides: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """What the function sees in Lambda (template Globals + its own variables, resolved locally,
-    plus the runtime's own variables), pointed at the local endpoint and nothing else."""
-    template = load_template()
-    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
-    variables.update(resource(logical_id)["Properties"].get("Environment", {}).get("Variables", {}))
-    config = function_config(logical_id)
-    env = {key: value for key, value in os.environ.items() if not key.upper().startswith(_SCRUBBED_PREFIXES)}
-    env.update({name: str(_resolve(value, template)) for name, value in variables.items()})
-    env.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_SESSION_TOKEN": "bench",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_LAMBDA_FUNCTION_NAME": f"ocelot-sms-{logical_id}",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config["MemorySize"]),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
-            "_HANDLER": str(config["Handler"]),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-            # Like a read-only /opt and /var/task: nothing is cached between cold starts.
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
+def run_workload(
+    name: str, spec: Mapping[str, Any], tree: Path, env: Mapping[str, str], work: Path
+) -> dict[str, Any]:
+    """tools/bench/workload.py in the bench venv: one Lambda-like container of the BUILT code in `tree`."""
+    spec_path, out_path = work / f"{name}.spec.json", work / f"{name}.out.json"
+    spec_path.write_text(json.dumps({**spec, "tag": name}))
+    function = "WebhookFunction" if spec["function"] == "webhook" else "SenderFunction"
+    # The function's folder, then the layer's, as Lambda's /var/task and /opt/python; then the driver.
+    python_path = f"{tree / function}:{tree / 'opt' / 'python'}:{ROOT}"
+    done = subprocess.run(
+        [str(BENCH_PYTHON), "-P", "-m", "tools.bench.workload", str(spec_path), str(out_path)],
+        env={**env, "PYTHONPATH": python_path},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=work,
     )
-    env.update(overrides or {})
-    return env
+    if done.returncode != 0:
+        raise RuntimeError(f"workload {name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(out_path.read_text())
+    return result
 
 
 def median(values: Sequence[float]) -> float:
@@ -124,10 +138,5 @@ def spread(values: Sequence[float]) -> dict[str, float]:
         return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "iqr": float("nan"), "n": 0}
     ordered = sorted(values)
     quartiles = statistics.quantiles(ordered, n=4) if len(ordered) >= 2 else [ordered[0]] * 3
-    return {
-        "median": median(ordered),
-        "min": ordered[0],
-        "max": ordered[-1],
-        "iqr": quartiles[2] - quartiles[0],
-        "n": len(ordered),
-    }
+    iqr = quartiles[2] - quartiles[0]
+    return {"median": median(ordered), "min": ordered[0], "max": ordered[-1], "iqr": iqr, "n": len(ordered)}

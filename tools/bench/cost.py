@@ -88,51 +88,51 @@ def _billed_s(duration_s: float) -> float:
     return math.ceil(duration_s * 1000) / 1000
 
 
-def webhook_per_million(step: Mapping[str, Any], memory_mb: int, access_log_bytes: int) -> dict[str, float]:
-    """Webhook cost per 1M messages when each callback carries `step['events']` events."""
-    events_per_callback = int(step["events"])
-    invocations = 1e6 * CALLBACKS_PER_MESSAGE / events_per_callback
+def _per_million(
+    step: Mapping[str, Any],
+    memory_mb: int,
+    invocations: float,
+    duration_s: float,
+    api: bool,
+    sqs_requests: int = 0,
+) -> dict[str, float]:
+    """Cost per 1M messages of `invocations` like `step`, each called through the HTTP API (`api`: a
+    request, an access log line) or through the queue (`sqs_requests` each)."""
     ddb = step["ddb"]
-    duration = _billed_s(lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=True))
-    log_bytes = step["log_bytes"] + PLATFORM_LOG_BYTES + access_log_bytes
+    api_units = max(1, math.ceil(int(step["request_bytes"]) / API_BILLING_STEP)) if api else 0
+    log_bytes = step["log_bytes"] + PLATFORM_LOG_BYTES + (step["access_log_bytes"] if api else 0)
     return {
-        "api_gateway": invocations
-        * max(1, math.ceil(step["request_bytes"] / API_BILLING_STEP))
-        * _p("api_http_request"),
+        "api_gateway": invocations * api_units * _p("api_http_request"),
         "lambda_requests": invocations * _p("lambda_request"),
-        "lambda_compute": invocations * duration * memory_mb / 1024 * _p("lambda_gb_s"),
+        "lambda_compute": invocations * _billed_s(duration_s) * memory_mb / 1024 * _p("lambda_gb_s"),
         "dynamodb_writes": invocations * (ddb["write_units"] + ddb["gsi_write_units"]) * _p("ddb_wru"),
         "dynamodb_reads": invocations * ddb["read_units"] * _p("ddb_rru"),
         "logs": invocations * log_bytes / GB * _p("logs_gb"),
         "xray": invocations * XRAY_SAMPLED * _p("xray_trace"),
-        "sqs": 0.0,
+        "sqs": invocations * sqs_requests * _p("sqs_request"),
     }
+
+
+def webhook_per_million(step: Mapping[str, Any], memory_mb: int, access_log_bytes: int) -> dict[str, float]:
+    """Webhook cost per 1M messages when each callback carries `step['events']` events."""
+    invocations = 1e6 * CALLBACKS_PER_MESSAGE / int(step["events"])
+    duration = lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=True)
+    return _per_million(
+        {**step, "access_log_bytes": access_log_bytes}, memory_mb, invocations, duration, api=True
+    )
 
 
 def sender_per_million(
     step: Mapping[str, Any], memory_mb: int, chunk_size: int, access_log_bytes: int, via_queue: bool
 ) -> dict[str, float]:
-    """Sender cost per 1M messages sent in requests of `step['messages']` messages."""
-    messages = int(step["messages"])
-    invocations = 1e6 / messages
-    chunks = math.ceil(messages / chunk_size)
-    ddb = step["ddb"]
+    """Sender cost per 1M messages sent in requests of `step['messages']` messages, by API or queue."""
+    invocations = 1e6 / int(step["messages"])
     duration = lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=False)
-    duration = _billed_s(duration + chunks * OCELOT_LATENCY_S)
-    api_units = max(1, math.ceil(step["request_bytes"] / API_BILLING_STEP))
-    # Via the queue: SendMessage, ReceiveMessage (each per 64 KB chunk of the body) and DeleteMessage.
-    sqs_requests = 2 * max(1, math.ceil(step["request_bytes"] / (64 * 1024))) + 1
-    log_bytes = step["log_bytes"] + PLATFORM_LOG_BYTES + (0 if via_queue else access_log_bytes)
-    return {
-        "api_gateway": 0.0 if via_queue else invocations * api_units * _p("api_http_request"),
-        "lambda_requests": invocations * _p("lambda_request"),
-        "lambda_compute": invocations * duration * memory_mb / 1024 * _p("lambda_gb_s"),
-        "dynamodb_writes": invocations * (ddb["write_units"] + ddb["gsi_write_units"]) * _p("ddb_wru"),
-        "dynamodb_reads": invocations * ddb["read_units"] * _p("ddb_rru"),
-        "logs": invocations * log_bytes / GB * _p("logs_gb"),
-        "xray": invocations * XRAY_SAMPLED * _p("xray_trace"),
-        "sqs": invocations * sqs_requests * _p("sqs_request") if via_queue else 0.0,
-    }
+    duration += math.ceil(int(step["messages"]) / chunk_size) * OCELOT_LATENCY_S
+    # Through the queue: SendMessage, ReceiveMessage (each per 64 KB chunk of the body) and DeleteMessage.
+    sqs_requests = 2 * max(1, math.ceil(step["request_bytes"] / (64 * 1024))) + 1 if via_queue else 0
+    step = {**step, "access_log_bytes": access_log_bytes}
+    return _per_million(step, memory_mb, invocations, duration, api=not via_queue, sqs_requests=sqs_requests)
 
 
 def storage_per_million(

@@ -1,6 +1,6 @@
 """docs/webhook-throughput.png from bench/results.json: webhook wall time against the callback's size.
 
-    .venv-bench/bin/python -m tools.bench.plot bench/results.json docs/webhook-throughput.png
+    .venv-bench/bin/python tools/bench/plot.py bench/results.json docs/webhook-throughput.png
 
 matplotlib lives in the bench venv only (tools/bench/requirements.txt), hence the import by name.
 """

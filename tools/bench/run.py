@@ -1,8 +1,8 @@
 """`make bench`: measure, compare with baselines taken in the same run, write bench/results.json,
 print the table, draw docs/webhook-throughput.png; exit 1 when a goal is missed (each one named).
 
-Ratios only, never absolute times, are held against goals: this machine is noisy and has 2 cores.
-Every server it starts listens on 127.0.0.1 and is stopped on the way out, error or not.
+Ratios only, never absolute times, are held against goals (but the sender's CPU per message): this
+machine is noisy and has 2 cores. Every stand-in listens on 127.0.0.1 and is stopped on the way out.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,33 +27,27 @@ from tools.bench import coldstart, cost, size
 from tools.bench.common import (
     BENCH_PYTHON,
     BUILD,
-    DEFAULT_SENDER,
-    IDEMPOTENCY_TABLE,
-    MESSAGES_TABLE,
-    OCELOT_CREDENTIALS,
-    OCELOT_SECRET,
+    FUNCTIONS,
     PLOT,
     RESULTS,
-    ROOT,
-    WEBHOOK_CREDENTIALS,
-    WEBHOOK_SECRET,
-    function_config,
+    StandIns,
     lambda_environment,
     median,
+    run_workload,
     spread,
+    stand_ins,
+    workload_spec,
 )
-from tools.bench.localhttp import HOST, loopback_only
-from tools.bench.ocelot import OcelotServer
+from tools.local import netguard
+from tools.template_resources import ROOT, resource
 
-FUNCTIONS = ("WebhookFunction", "SenderFunction")
 CURVE_SIZES = (1, 10, 50, 100, 250)
 HEADLINE_SIZE = 500
 COST_ARRAY_SIZES = (1, 10, 100, 500)
 ASSUMED_EVENTS_PER_CALLBACK = 10
 MEMORY_SIZES = (128, 256, 512, 1024, 1769)
-
-
 SECTIONS = ("size", "coldstart", "webhook", "sender")
+WRITE_REQUESTS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,199 +62,86 @@ class Options:
     patch: str | None
 
 
-# ---- processes and servers ------------------------------------------------------------------
-
-
-class DdbServer:
-    """tools.bench.ddb_server in its own process (its own GIL), on a free 127.0.0.1 port."""
-
-    def __init__(self, latency_ms: float) -> None:
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'shared'}"}
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "tools.bench.ddb_server", "--latency-ms", str(latency_ms)],
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-            cwd=ROOT,
-        )
-        port: list[int] = []
-        reader = threading.Thread(target=lambda: port.append(self._read_port()), daemon=True)
-        reader.start()
-        reader.join(60)
-        if not port:
-            self.stop()
-            raise RuntimeError("the DynamoDB stand-in did not start within 60 s")
-        self.url = f"http://{HOST}:{port[0]}"
-
-    def _read_port(self) -> int:
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        return int(line.split()[1])
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(10)
-
-
-def setup_aws(endpoint: str) -> None:
-    """The template's tables and the two secrets, in the stand-in."""
-    import boto3
-
-    from tools.template_resources import create_table
-
-    options: dict[str, Any] = {
-        "endpoint_url": endpoint,
-        "region_name": "us-east-1",
-        "aws_access_key_id": "bench",
-        "aws_secret_access_key": "bench",
-    }
-    dynamodb = boto3.client("dynamodb", **options)
-    create_table(dynamodb, "MessagesTable", MESSAGES_TABLE)
-    create_table(dynamodb, "IdempotencyTable", IDEMPOTENCY_TABLE)
-    secrets = boto3.client("secretsmanager", **options)
-    secrets.create_secret(Name=OCELOT_SECRET, SecretString=json.dumps(OCELOT_CREDENTIALS))
-    secrets.create_secret(Name=WEBHOOK_SECRET, SecretString=json.dumps(WEBHOOK_CREDENTIALS))
-
-
-def run_workload(
-    name: str, function: str, spec: dict[str, Any], tree: Path, env: Mapping[str, str], work: Path
-) -> dict[str, Any]:
-    spec_path, out_path = work / f"{name}.spec.json", work / f"{name}.out.json"
-    spec_path.write_text(json.dumps({**spec, "tag": name}))
-    process_env = dict(env)
-    process_env["PYTHONPATH"] = f"{tree / function}:{tree / 'opt' / 'python'}:{ROOT}"
-    done = subprocess.run(
-        [str(BENCH_PYTHON), "-P", "-m", "tools.bench.workload", str(spec_path), str(out_path)],
-        env=process_env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=work,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"workload {name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out_path.read_text())
-    return result
-
-
-def _spec(function: str, control: str, plan: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    config = function_config(function)
-    return {
-        "function": "webhook" if function == "WebhookFunction" else "sender",
-        "handler_module": str(config["Handler"]).rsplit(".", 1)[0],
-        "timeout_s": config["Timeout"],
-        "control_url": control,
-        "credentials": WEBHOOK_CREDENTIALS,
-        "plan": plan,
-        **extra,
-    }
-
-
-# ---- the measurements ---------------------------------------------------------------------
+# ---- the measurements ---------------------------------------------------------------------------
 
 
 def measure_webhook(
-    options: Options, tree: Path, env: Mapping[str, str], control: str, work: Path
+    options: Options, tree: Path, ins: StandIns, env: Mapping[str, str], work: Path
 ) -> dict[str, Any]:
     from ocelot_sms.settings import Settings
 
-    deployed = Settings(table_name="-").webhook_write_concurrency
+    spec = ins.specs["WebhookFunction"]
     modes = {"sequential": 1, "concurrent": None}  # None: the variable unset, as deployed
-    plan: list[dict[str, Any]] = []
-    for rep in range(options.reps):
-        for mode, concurrency in modes.items():
-            plan.append(
-                {
-                    "label": f"{mode}-{HEADLINE_SIZE}-{rep}",
-                    "mode": mode,
-                    "concurrency": concurrency,
-                    "size": HEADLINE_SIZE,
-                    "warmup": True,
-                    "verify": mode == "concurrent" and rep == 0,
-                }
-            )
-    plan.append(
-        {
-            "label": "replay",
-            "mode": "concurrent",
-            "concurrency": None,
-            "size": HEADLINE_SIZE,
-            "replay_of": f"concurrent-{HEADLINE_SIZE}-0",
+
+    def step(mode: str, size_: int, rep: int, **extra: Any) -> dict[str, Any]:
+        label = f"{mode}-{size_}-{rep}"
+        return {
+            "label": label,
+            "mode": mode,
+            "concurrency": modes[mode],
+            "size": size_,
+            "warmup": True,
+            **extra,
         }
+
+    plan = [
+        step(m, HEADLINE_SIZE, r, verify=m == "concurrent" and r == 0)
+        for r in range(options.reps)
+        for m in modes
+    ]
+    replay_of = f"concurrent-{HEADLINE_SIZE}-0"
+    plan.append(
+        {**step("concurrent", HEADLINE_SIZE, 0), "label": "replay", "warmup": False, "replay_of": replay_of}
     )
-    for rep in range(options.reps):
-        for size_ in CURVE_SIZES:
-            for mode, concurrency in modes.items():
-                plan.append(
-                    {
-                        "label": f"{mode}-{size_}-{rep}",
-                        "mode": mode,
-                        "concurrency": concurrency,
-                        "size": size_,
-                        "warmup": True,
-                    }
-                )
-    timing = run_workload(
-        "webhook", "WebhookFunction", _spec("WebhookFunction", control, plan), tree, env, work
-    )
-    memory_plan = [dict(plan[1], verify=False)]
-    traced = run_workload(
-        "webhook-memory",
-        "WebhookFunction",
-        _spec("WebhookFunction", control, memory_plan, tracemalloc=True),
-        tree,
-        env,
-        work,
-    )
+    plan += [step(m, s, r) for r in range(options.reps) for s in CURVE_SIZES for m in modes]
+    timing = run_workload("webhook", workload_spec(spec, ins, plan), tree, env, work)
+    traced_spec = workload_spec(spec, ins, [dict(plan[1], verify=False)], tracemalloc=True)
+    traced = run_workload("webhook-memory", traced_spec, tree, env, work)
     steps: list[dict[str, Any]] = timing["steps"]
 
+    def runs(prefix: str) -> list[dict[str, Any]]:
+        return [s for s in steps if s["label"].startswith(prefix)]
+
     def walls(prefix: str) -> list[float]:
-        return [s["wall_s"] for s in steps if s["label"].startswith(prefix)]
+        return [s["wall_s"] for s in runs(prefix)]
 
     sequential, concurrent = walls(f"sequential-{HEADLINE_SIZE}-"), walls(f"concurrent-{HEADLINE_SIZE}-")
-    curve: dict[str, dict[str, float]] = {
-        str(HEADLINE_SIZE): {"sequential": median(sequential), "concurrent": median(concurrent)}
-    }
-    for size_ in CURVE_SIZES:
-        curve[str(size_)] = {mode: median(walls(f"{mode}-{size_}-")) for mode in modes}
-    headline = next(s for s in steps if s["label"] == f"concurrent-{HEADLINE_SIZE}-0")
-    # The same two runs as Lambda would time them at each memory size (its CPU share scales with it).
-    runs = {mode: [s for s in steps if s["label"].startswith(f"{mode}-{HEADLINE_SIZE}-")] for mode in modes}
+    curve = {str(n): {m: median(walls(f"{m}-{n}-")) for m in modes} for n in (*CURVE_SIZES, HEADLINE_SIZE)}
+    headline = next(s for s in steps if s["label"] == replay_of)
 
+    # The same runs as Lambda would time them at each memory size (its CPU share scales with it).
     def in_lambda(mode: str, mb: int) -> float:
-        overlapped = mode == "concurrent"
-        return median([cost.lambda_duration_s(s["wall_s"], s["cpu_s"], mb, overlapped) for s in runs[mode]])
+        timed = runs(f"{mode}-{HEADLINE_SIZE}-")
+        return median(
+            [cost.lambda_duration_s(s["wall_s"], s["cpu_s"], mb, mode == "concurrent") for s in timed]
+        )
 
-    modeled = {str(mb): in_lambda("sequential", mb) / in_lambda("concurrent", mb) for mb in MEMORY_SIZES}
-    replay = next(s for s in steps if s["label"] == "replay")
     return {
         "latency_ms": options.latency_ms,
-        "deployed_concurrency": deployed,
+        "deployed_concurrency": Settings(table_name="-").webhook_write_concurrency,
         "sequential_s": spread(sequential),
         "concurrent_s": spread(concurrent),
         "speedup": median(sequential) / median(concurrent),
         "speedup_paired": [s / c for s, c in zip(sequential, concurrent, strict=True)],
-        "speedup_modeled_in_lambda_by_memory_mb": modeled,
+        "speedup_modeled_in_lambda_by_memory_mb": {
+            str(mb): in_lambda("sequential", mb) / in_lambda("concurrent", mb) for mb in MEMORY_SIZES
+        },
         "curve": curve,
         "headline": _webhook_counts(headline),
-        "replay": _webhook_counts(replay),
+        "replay": _webhook_counts(next(s for s in steps if s["label"] == "replay")),
         "states": headline.get("states"),
-        "replies_correct": all(_reply_correct(s) for s in steps),
         "wrong_replies": [s["label"] for s in steps if not _reply_correct(s)],
         "cpu_per_event_ms": headline["cpu_s"] / headline["events"] * 1e3,
         "log_bytes_per_invocation": {
             str(s["events"]): s["log_bytes"] for s in steps if s["mode"] == "concurrent"
         },
         "steps": [_without_noise(s) for s in steps],
+        **_memory(timing, traced),
+    }
+
+
+def _memory(timing: Mapping[str, Any], traced: Mapping[str, Any]) -> dict[str, Any]:
+    return {
         "peak_rss_mb": timing["peak_rss_kb"] / 1024,
         "ru_maxrss_mb": timing["ru_maxrss_kb"] / 1024,
         "tracemalloc_peak_mb": (traced["tracemalloc_peak_bytes"] or 0) / 2**20,
@@ -272,31 +152,27 @@ def measure_webhook(
 
 def _reply_correct(step: Mapping[str, Any]) -> bool:
     reply = step["reply"] if isinstance(step["reply"], dict) else {}
-    return bool(
+    expected = (step["events"], step["expected_new"], step["expected_duplicates"])
+    return (
         step["status"] == 200
-        and reply.get("received") == step["events"]
-        and reply.get("new") == step["expected_new"]
-        and reply.get("duplicates") == step["expected_duplicates"]
+        and (reply.get("received"), reply.get("new"), reply.get("duplicates")) == expected
     )
 
 
 def _items(step: Mapping[str, Any], operation: str, kind_suffix: str, outcome: str | None = None) -> int:
-    total = 0
-    for key, outcomes in step["ddb"]["items"].items():
-        if key.startswith(f"{operation} ") and key.endswith(kind_suffix):
-            total += sum(v for k, v in outcomes.items() if outcome is None or k == outcome)
-    return total
-
-
-WRITE_REQUESTS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
+    return sum(
+        count
+        for key, outcomes in step["ddb"]["items"].items()
+        if key.startswith(f"{operation} ") and key.endswith(kind_suffix)
+        for name, count in outcomes.items()
+        if outcome is None or name == outcome
+    )
 
 
 def _webhook_counts(step: Mapping[str, Any]) -> dict[str, Any]:
-    reply = step["reply"]
-    new, duplicates = int(reply.get("new", 0)), int(reply.get("duplicates", 0))
+    new, duplicates = int(step["reply"].get("new", 0)), int(step["reply"].get("duplicates", 0))
     requests = step["ddb"]["requests"]
     writes = sum(requests.get(op, 0) for op in WRITE_REQUESTS)
-    raw = _items(step, "PutItem", "RAW/*")
     event_ok, event_refused = (
         _items(step, "PutItem", "/EVT", "ok"),
         _items(step, "PutItem", "/EVT", "refused"),
@@ -308,13 +184,12 @@ def _webhook_counts(step: Mapping[str, Any]) -> dict[str, Any]:
         "duplicates": duplicates,
         "write_requests": writes,
         "read_requests": sum(requests.get(op, 0) for op in ("GetItem", "BatchGetItem", "Query")),
-        "raw_puts": raw,
+        "raw_puts": _items(step, "PutItem", "RAW/*"),
         "event_puts_ok": event_ok,
         "event_puts_refused": event_refused,
         "state_updates": state,
         "writes_per_new_event": (event_ok + state) / new if new else 0.0,
         "writes_per_duplicate": event_refused / duplicates if duplicates else 0.0,
-        "write_requests_per_event_all_in": writes / step["events"],
         "requests": requests,
         "write_units": step["ddb"]["write_units"],
         "read_units": step["ddb"]["read_units"],
@@ -324,33 +199,23 @@ def _webhook_counts(step: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _without_noise(step: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in step.items() if k not in ("ddb",)} | {
-        "ddb_requests": step["ddb"]["requests"],
-        "ddb_write_units": step["ddb"]["write_units"],
-        "ddb_gsi_write_units": step["ddb"]["gsi_write_units"],
-        "ddb_read_units": step["ddb"]["read_units"],
-        "ddb_item_sizes": step["ddb"]["item_sizes"],
-    }
+    ddb = step["ddb"]
+    kept = ("requests", "write_units", "gsi_write_units", "read_units", "item_sizes")
+    return {k: v for k, v in step.items() if k != "ddb"} | {f"ddb_{key}": ddb[key] for key in kept}
 
 
 def measure_sender(
-    options: Options, tree: Path, env: Mapping[str, str], control: str, ocelot: str, work: Path
+    options: Options, tree: Path, ins: StandIns, env: Mapping[str, str], work: Path
 ) -> dict[str, Any]:
-    n = options.sender_messages
+    spec, n = ins.specs["SenderFunction"], options.sender_messages
     chunk = int(env["OCELOT_MAX_MESSAGES"])
     plan = [
         {"label": f"sender-{n}-{rep}", "size": n, "max_messages": n, "warmup": rep == 0}
         for rep in range(options.sender_reps)
     ]
-    spec = _spec("SenderFunction", control, plan, ocelot_control=ocelot)
-    timing = run_workload("sender", "SenderFunction", spec, tree, env, work)
+    timing = run_workload("sender", workload_spec(spec, ins, plan), tree, env, work)
     traced = run_workload(
-        "sender-memory",
-        "SenderFunction",
-        _spec("SenderFunction", control, plan[:1], ocelot_control=ocelot, tracemalloc=True),
-        tree,
-        env,
-        work,
+        "sender-memory", workload_spec(spec, ins, plan[:1], tracemalloc=True), tree, env, work
     )
     steps: list[dict[str, Any]] = timing["steps"]
     writes = [sum(s["ddb"]["requests"].get(op, 0) for op in WRITE_REQUESTS) for s in steps]
@@ -368,30 +233,23 @@ def measure_sender(
         "write_units_per_message": (middle["ddb"]["write_units"] + middle["ddb"]["gsi_write_units"]) / n,
         "cpu_per_message_us": spread([s["cpu_s"] / n * 1e6 for s in steps]),
         "wall_s": spread([s["wall_s"] for s in steps]),
-        "statuses": [s["status"] for s in steps],
         "replies": [s["reply"] for s in steps],
         "replies_correct": all(
             s["status"] == 201 and s["reply"].get("status") == "accepted" and s["reply"].get("results") == n
             for s in steps
         ),
-        "log_bytes_per_invocation": middle["log_bytes"],
-        "request_bytes": middle["request_bytes"],
-        "reply_bytes": middle["reply_bytes"],
         "median_step": _without_noise(middle),
-        "peak_rss_mb": timing["peak_rss_kb"] / 1024,
-        "ru_maxrss_mb": timing["ru_maxrss_kb"] / 1024,
-        "tracemalloc_peak_mb": (traced["tracemalloc_peak_bytes"] or 0) / 2**20,
-        "log_sample": timing["log_sample"][:2000],
         "middle": middle,
+        **_memory(timing, traced),
     }
+
+
+_PRINT_PEAK_RSS = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))"
 
 
 def bare_rss_mb(env: Mapping[str, str]) -> float:
     """Peak RSS of an interpreter that only made a DynamoDB client: the floor of any function."""
-    code = (
-        "import boto3\nboto3.client('dynamodb')\n"
-        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))"
-    )
+    code = "import boto3\nboto3.client('dynamodb')\n" + _PRINT_PEAK_RSS
     done = subprocess.run(
         [str(BENCH_PYTHON), "-P", "-c", code], env=dict(env), capture_output=True, text=True, check=True
     )
@@ -400,8 +258,6 @@ def bare_rss_mb(env: Mapping[str, str]) -> float:
 
 def access_log_bytes() -> int:
     """One API Gateway access log line in the template's format, with typical values."""
-    from tools.template_resources import resource
-
     line = str(resource("HttpApi")["Properties"]["AccessLogSettings"]["Format"])
     for name, value in {
         "$context.requestId": "JqWq7iSxIAMEVbQ=",
@@ -414,63 +270,29 @@ def access_log_bytes() -> int:
     return len(line.encode()) + 1
 
 
-def costs(webhook: Mapping[str, Any], sender: Mapping[str, Any]) -> dict[str, Any]:
-    memory = {fn: int(function_config(fn)["MemorySize"]) for fn in FUNCTIONS}
+def costs(webhook: Mapping[str, Any], sender: Mapping[str, Any], memory: Mapping[str, int]) -> dict[str, Any]:
     access = access_log_bytes()
     # Per size, the concurrent (as deployed) run with the median wall time.
     by_size: dict[int, list[dict[str, Any]]] = {}
     for step in webhook["steps"]:
         if step["mode"] == "concurrent" and not step.get("replay_of"):
             by_size.setdefault(int(step["events"]), []).append(step)
-    steps = {
-        size_: sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2] for size_, runs in by_size.items()
-    }
+    steps = {n: sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2] for n, runs in by_size.items()}
 
-    def webhook_step(size_: int) -> dict[str, Any]:
-        step = dict(steps[size_])
-        step["ddb"] = {
-            "write_units": step["ddb_write_units"],
-            "gsi_write_units": step["ddb_gsi_write_units"],
-            "read_units": step["ddb_read_units"],
-        }
-        return step
+    def hook(n: int, mb: int) -> dict[str, float]:
+        step = steps[n]
+        ddb = {k: step[f"ddb_{k}"] for k in ("write_units", "gsi_write_units", "read_units")}
+        return cost.webhook_per_million({**step, "ddb": ddb}, mb, access)
 
-    sender_step = sender["middle"]
-    sender_api = cost.sender_per_million(
-        sender_step, memory["SenderFunction"], sender["chunk_size"], access, False
-    )
-    sender_queue = cost.sender_per_million(
-        sender_step, memory["SenderFunction"], sender["chunk_size"], access, True
-    )
+    middle, chunk = sender["middle"], sender["chunk_size"]
+    sender_api = cost.sender_per_million(middle, memory["SenderFunction"], chunk, access, via_queue=False)
     scenarios = {}
-    for size_ in COST_ARRAY_SIZES:
-        hook = cost.webhook_per_million(webhook_step(size_), memory["WebhookFunction"], access)
-        scenarios[str(size_)] = {
-            "webhook": hook,
-            "sender": sender_api,
-            "total": sum(hook.values()) + sum(sender_api.values()),
-        }
-    by_memory = {
-        str(mb): {
-            str(size_): sum(cost.webhook_per_million(webhook_step(size_), mb, access).values())
-            for size_ in COST_ARRAY_SIZES
-        }
-        for mb in MEMORY_SIZES
-    }
-    durations = {
-        str(size_): {
-            str(mb): cost.lambda_duration_s(
-                steps[size_]["wall_s"], steps[size_]["cpu_s"], mb, overlapped=True
-            )
-            for mb in MEMORY_SIZES
-        }
-        for size_ in COST_ARRAY_SIZES
-    }
-    sender_duration = (
-        cost.lambda_duration_s(
-            sender_step["wall_s"], sender_step["cpu_s"], memory["SenderFunction"], overlapped=False
-        )
-        + math.ceil(sender["messages"] / sender["chunk_size"]) * cost.OCELOT_LATENCY_S
+    for n in COST_ARRAY_SIZES:
+        webhook_cost = hook(n, memory["WebhookFunction"])
+        total = sum(webhook_cost.values()) + sum(sender_api.values())
+        scenarios[str(n)] = {"webhook": webhook_cost, "sender": sender_api, "total": total}
+    sender_duration = cost.lambda_duration_s(
+        middle["wall_s"], middle["cpu_s"], memory["SenderFunction"], False
     )
     storage_sizes = dict(steps[HEADLINE_SIZE]["ddb_item_sizes"]) | dict(
         sender["median_step"]["ddb_item_sizes"]
@@ -483,10 +305,20 @@ def costs(webhook: Mapping[str, Any], sender: Mapping[str, Any]) -> dict[str, An
         "scenarios": scenarios,
         "per_million": scenarios[str(ASSUMED_EVENTS_PER_CALLBACK)]["total"],
         "per_million_one_event_per_callback": scenarios["1"]["total"],
-        "sender_via_queue": sender_queue,
-        "webhook_by_memory": by_memory,
-        "webhook_duration_s_by_memory": durations,
-        "sender_duration_s": sender_duration,
+        "sender_via_queue": cost.sender_per_million(
+            middle, memory["SenderFunction"], chunk, access, via_queue=True
+        ),
+        "webhook_by_memory": {
+            str(mb): {str(n): sum(hook(n, mb).values()) for n in COST_ARRAY_SIZES} for mb in MEMORY_SIZES
+        },
+        "webhook_duration_s_by_memory": {
+            str(n): {
+                str(mb): cost.lambda_duration_s(steps[n]["wall_s"], steps[n]["cpu_s"], mb, True)
+                for mb in MEMORY_SIZES
+            }
+            for n in COST_ARRAY_SIZES
+        },
+        "sender_duration_s": sender_duration + math.ceil(sender["messages"] / chunk) * cost.OCELOT_LATENCY_S,
         "storage": cost.storage_per_million(storage_sizes, ASSUMED_EVENTS_PER_CALLBACK),
         "prices": cost.prices_table(),
         "assumptions": {
@@ -498,7 +330,7 @@ def costs(webhook: Mapping[str, Any], sender: Mapping[str, Any]) -> dict[str, An
     }
 
 
-# ---- goals and the table ----------------------------------------------------------------------
+# ---- goals and the table -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,184 +339,128 @@ class Goal:
     value: float
     limit: float
     compare: str  # "<=", ">=", "=="
-    shown: str
+    unit: str  # how it is shown: "x", "us", "MB", "$", "bool" or ""
 
     @property
     def passed(self) -> bool:
-        checks: dict[str, Callable[[float, float], bool]] = {
-            "<=": lambda value, limit: value <= limit,
-            ">=": lambda value, limit: value >= limit,
-            "==": lambda value, limit: value == limit,
-        }
-        return not math.isnan(self.value) and checks[self.compare](self.value, self.limit)
+        value, limit = self.value, self.limit
+        ok = {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[self.compare]
+        return not math.isnan(value) and ok
+
+    def row(self) -> tuple[str, str, str, str]:
+        limit = "yes" if self.unit == "bool" else f"{self.compare} {_fmt(self.limit, self.unit)}"
+        return self.name, _fmt(self.value, self.unit), limit, "ok" if self.passed else "MISSED"
+
+
+def _yes(name: str, condition: bool) -> Goal:
+    return Goal(name, float(condition), 1.0, "==", "bool")
 
 
 def goals(results: Mapping[str, Any]) -> list[Goal]:
     out: list[Goal] = []
     if "coldstart" in results:
         cold = results["coldstart"]["ratios"]
-        out += [
-            Goal(
-                "cold start: webhook / boto3 baseline",
-                cold["webhook/as_built"]["ratio_cpu"],
-                1.3,
-                "<=",
-                "x",
-            ),
-            Goal(
-                "cold start: sender / boto3+requests baseline",
-                cold["sender/as_built"]["ratio_cpu"],
-                1.4,
-                "<=",
-                "x",
-            ),
-        ]
-    if "webhook" in results:
-        out += _webhook_goals(results["webhook"])
-    if "sender" in results:
-        out += _sender_goals(results["sender"])
-    if "size" in results:
-        layer = results["size"]
-        out += [
-            Goal("layer unzipped", layer["layer_unzipped_mb"], 16.0, "<=", "MB"),
-            Goal(
-                "layer bundles no boto3/botocore/s3transfer",
-                float(not layer["runtime_packages_bundled"]),
-                1.0,
-                "==",
-                "bool",
-            ),
-        ]
-    if "cost" in results:
-        money = results["cost"]
+        out.append(Goal("cold start: webhook / boto3 baseline", cold["webhook"]["ratio_cpu"], 1.3, "<=", "x"))
         out.append(
+            Goal("cold start: sender / boto3+requests baseline", cold["sender"]["ratio_cpu"], 1.4, "<=", "x")
+        )
+    if "webhook" in results:
+        hook = results["webhook"]
+        states = hook.get("states") or {}
+        out += [
+            Goal("webhook 500 events: sequential / concurrent", hook["speedup"], 8.0, ">=", "x"),
             Goal(
-                f"cost per 1M messages ({money['assumed_events_per_callback']} events per callback)",
-                money["per_million"],
-                10.0,
+                "webhook: write requests per new event",
+                hook["headline"]["writes_per_new_event"],
+                2.0,
                 "<=",
-                "$",
+                "",
+            ),
+            Goal(
+                "webhook: write requests per duplicate (replay)",
+                hook["replay"]["writes_per_duplicate"],
+                1.0,
+                "<=",
+                "",
+            ),
+            _yes("webhook: every reply counts new/duplicates right", not hook["wrong_replies"]),
+            _yes(
+                "webhook: stored statuses match the events",
+                states.get("checked", 0) > 0 and states.get("wrong", 1) == 0,
+            ),
+        ]
+    if "sender" in results:
+        send = results["sender"]
+        out += [
+            _yes(
+                "sender: Ocelot requests == ceil(N / chunk)",
+                set(send["ocelot_requests"]) == {send["expected_ocelot_requests"]},
+            ),
+            _yes("sender: every request accepted, every message listed", send["replies_correct"]),
+            Goal("sender: DynamoDB write requests per message", send["writes_per_message"], 0.1, "<=", ""),
+            Goal("sender: handler CPU per message", send["cpu_per_message_us"]["median"], 50.0, "<=", "us"),
+        ]
+    if "size" in results:
+        out.append(Goal("layer unzipped", results["size"]["layer_unzipped_mb"], 16.0, "<=", "MB"))
+        out.append(
+            _yes(
+                "layer bundles no boto3/botocore/s3transfer", not results["size"]["runtime_packages_bundled"]
             )
         )
+    if "cost" in results:
+        money = results["cost"]
+        name = f"cost per 1M messages ({money['assumed_events_per_callback']} events per callback)"
+        out.append(Goal(name, money["per_million"], 10.0, "<=", "$"))
     return out
-
-
-def _webhook_goals(hook: Mapping[str, Any]) -> list[Goal]:
-    states = hook.get("states") or {}
-    return [
-        Goal("webhook 500 events: sequential / concurrent", hook["speedup"], 8.0, ">=", "x"),
-        Goal(
-            "webhook: write requests per new event", hook["headline"]["writes_per_new_event"], 2.0, "<=", ""
-        ),
-        Goal(
-            "webhook: write requests per duplicate (replay)",
-            hook["replay"]["writes_per_duplicate"],
-            1.0,
-            "<=",
-            "",
-        ),
-        Goal(
-            "webhook: every reply counts new/duplicates right",
-            float(hook["replies_correct"]),
-            1.0,
-            "==",
-            "bool",
-        ),
-        Goal(
-            "webhook: stored statuses match the events",
-            float(states.get("checked", 0) > 0 and states.get("wrong", 1) == 0),
-            1.0,
-            "==",
-            "bool",
-        ),
-    ]
-
-
-def _sender_goals(send: Mapping[str, Any]) -> list[Goal]:
-    return [
-        Goal(
-            "sender: Ocelot requests == ceil(N / chunk)",
-            float(all(r == send["expected_ocelot_requests"] for r in send["ocelot_requests"])),
-            1.0,
-            "==",
-            "bool",
-        ),
-        Goal(
-            "sender: every request accepted, every message listed",
-            float(send["replies_correct"]),
-            1.0,
-            "==",
-            "bool",
-        ),
-        Goal("sender: DynamoDB write requests per message", send["writes_per_message"], 0.1, "<=", ""),
-        Goal("sender: handler CPU per message", send["cpu_per_message_us"]["median"], 50.0, "<=", "us"),
-    ]
 
 
 def _fmt(value: float, unit: str) -> str:
     if unit == "bool":
         return "yes" if value == 1.0 else "NO"
-    if unit == "$":
-        return f"${value:.2f}"
-    if unit == "x":
-        return f"{value:.2f}x"
-    if unit == "us":
-        return f"{value:.1f} µs"
-    if unit == "MB":
-        return f"{value:.1f} MB"
-    return f"{value:.4g}"
+    formats = {"$": "${:.2f}", "x": "{:.2f}x", "us": "{:.1f} µs", "MB": "{:.1f} MB"}
+    return formats.get(unit, "{:.4g}").format(value)
 
 
 def table(results: Mapping[str, Any], checks: Sequence[Goal]) -> str:
-    rows: list[tuple[str, str, str, str]] = []
-    for goal in checks:
-        limit = "yes" if goal.shown == "bool" else f"{goal.compare} {_fmt(goal.limit, goal.shown)}"
-        rows.append((goal.name, _fmt(goal.value, goal.shown), limit, "ok" if goal.passed else "MISSED"))
     info: list[tuple[str, str]] = []
     if "coldstart" in results:
-        cold = results["coldstart"]["ratios"]
-        info += [
-            ("cold start webhook CPU: import / +objects / baseline (ms)", _ms(cold["webhook/as_built"])),
-            ("cold start sender CPU: import / +objects / baseline (ms)", _ms(cold["sender/as_built"])),
-            (
-                "  with precompiled .pyc: webhook / sender CPU ratio",
-                f"{cold['webhook/precompiled']['ratio_cpu']:.2f}x / "
-                f"{cold['sender/precompiled']['ratio_cpu']:.2f}x",
-            ),
-        ]
+        for handler in ("webhook", "sender"):
+            ratio = results["coldstart"]["ratios"][handler]
+            cpu = (ratio[k] for k in ("import_cpu_ms", "import_and_objects_cpu_ms", "baseline_cpu_ms"))
+            shown = " / ".join(f"{ms:.0f}" for ms in cpu)
+            info.append(
+                (
+                    f"cold start {handler} CPU: import / +objects / baseline (ms)",
+                    f"{shown}  (wall ratio {ratio['ratio_wall']:.2f}x)",
+                )
+            )
     if "webhook" in results:
         hook = results["webhook"]
-        info += [
+        info.append(
             (
                 "webhook 500: sequential / concurrent (s, median)",
                 f"{hook['sequential_s']['median']:.2f} / {hook['concurrent_s']['median']:.2f}",
-            ),
-            ("webhook CPU per event (this machine)", f"{hook['cpu_per_event_ms']:.2f} ms"),
-            (
-                "webhook peak: RSS (VmHWM) / tracemalloc",
-                f"{hook['peak_rss_mb']:.0f} / {hook['tracemalloc_peak_mb']:.0f} MB",
-            ),
-        ]
+            )
+        )
+        info.append(("webhook CPU per event (this machine)", f"{hook['cpu_per_event_ms']:.2f} ms"))
     if "sender" in results:
         send = results["sender"]
-        info += [
+        info.append(
             (
                 f"sender {send['messages']}: wall (s, median) / Ocelot requests",
                 f"{send['wall_s']['median']:.2f} / {send['ocelot_requests']}",
-            ),
-            (
-                "sender peak: RSS (VmHWM) / tracemalloc",
-                f"{send['peak_rss_mb']:.0f} / {send['tracemalloc_peak_mb']:.0f} MB",
-            ),
-        ]
-    if "size" in results:
-        layer = results["size"]
-        info.append(
-            (
-                "layer zipped / precompiled unzipped",
-                f"{layer['layer_zipped_mb']:.1f} / {layer['layer_precompiled_unzipped_mb']:.1f} MB",
             )
         )
+    for name in ("webhook", "sender"):
+        if name in results:
+            info.append(
+                (
+                    f"{name} peak: RSS (VmHWM) / tracemalloc",
+                    f"{results[name]['peak_rss_mb']:.0f} / {results[name]['tracemalloc_peak_mb']:.0f} MB",
+                )
+            )
+    if "size" in results:
+        info.append(("layer zipped", f"{results['size']['layer_zipped_mb']:.1f} MB"))
     if "cost" in results:
         info.append(
             (
@@ -692,28 +468,21 @@ def table(results: Mapping[str, Any], checks: Sequence[Goal]) -> str:
                 f"${results['cost']['per_million_one_event_per_callback']:.2f}",
             )
         )
-    width = max(len(r[0]) for r in rows + [(i[0], "", "", "") for i in info]) + 2
+    rows = [goal.row() for goal in checks]
+    width = max(len(name) for name, *_ in [*rows, *info]) + 2
     lines = [f"{'metric':<{width}}{'measured':>14}  {'goal':>12}  status", "-" * (width + 38)]
     lines += [f"{n:<{width}}{v:>14}  {g:>12}  {s}" for n, v, g, s in rows]
-    lines += ["", *(f"{n:<{width}}{v}" for n, v in info)]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *(f"{n:<{width}}{v}" for n, v in info)])
 
 
-def _ms(ratio: Mapping[str, float]) -> str:
-    return (
-        f"{ratio['import_cpu_ms']:.0f} / {ratio['import_and_objects_cpu_ms']:.0f}"
-        f" / {ratio['baseline_cpu_ms']:.0f}"
-        f"  (wall ratio {ratio['ratio_wall']:.2f}x)"
-    )
-
-
-# ---- main -----------------------------------------------------------------------------------
+# ---- main ----------------------------------------------------------------------------------------
 
 
 def _meta(options: Options) -> dict[str, Any]:
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
 
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -723,6 +492,7 @@ def _meta(options: Options) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
         "options": {name: getattr(options, name) for name in Options.__slots__},
+        "ocelot": "tools/local/sandbox.py (no webhook: callbacks are planned, not sent)",
     }
 
 
@@ -732,6 +502,48 @@ def _section(title: str) -> Iterator[None]:
     print(f"== {title} ...", flush=True)
     yield
     print(f"   {title}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def measure(options: Options) -> dict[str, Any]:
+    started = time.perf_counter()
+    results: dict[str, Any] = {"meta": _meta(options)}
+    with (
+        tempfile.TemporaryDirectory(prefix="ocelot-bench-") as work_dir,
+        stand_ins(options.latency_ms) as ins,
+    ):
+        work = Path(work_dir)
+        with _section("copying the built layer and functions" + (" (patched)" if options.patch else "")):
+            tree = coldstart.prepare(work / "tree", Path(options.patch) if options.patch else None)
+        envs = {f: lambda_environment(ins.specs[f], ins.aws_url) for f in FUNCTIONS}
+        if "size" in options.only:
+            with _section("size"):
+                results["size"] = size.measure(BUILD / "SharedLayer", {f: BUILD / f for f in FUNCTIONS}, work)
+        if "coldstart" in options.only:
+            with _section(f"cold start ({options.rounds} interleaved rounds)"):
+                summary = coldstart.measure(tree, envs, options.rounds)
+                results["coldstart"] = {
+                    "rounds": options.rounds,
+                    "ratios": coldstart.ratios(summary),
+                    "summary": summary,
+                    "offenders": coldstart.offenders(tree, envs),
+                }
+        if "webhook" in options.only:
+            with _section(f"webhook ({options.latency_ms:g} ms per DynamoDB request)"):
+                results["webhook"] = measure_webhook(options, tree, ins, envs["WebhookFunction"], work)
+        if "sender" in options.only:
+            with _section(f"sender ({options.sender_messages} messages)"):
+                results["sender"] = measure_sender(options, tree, ins, envs["SenderFunction"], work)
+        memory = {f: ins.specs[f].memory_mb for f in FUNCTIONS}
+        results["memory"] = {
+            "bare_boto3_rss_mb": bare_rss_mb(envs["WebhookFunction"]),
+            "memory_size_mb": memory,
+        }
+    if "webhook" in results and "sender" in results:
+        results["cost"] = costs(results["webhook"], results["sender"], memory)
+    if "sender" in results:
+        results["sender"].pop("middle", None)
+    results["meta"]["duration_s"] = time.perf_counter() - started
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -762,17 +574,14 @@ def main(argv: list[str] | None = None) -> int:
         only=only,
         patch=str(Path(args.patch).resolve()) if args.patch else None,
     )
-    for needed in (BUILD / "SharedLayer" / "python", *(BUILD / f for f in FUNCTIONS)):
-        if not needed.is_dir():
-            print(f"missing {needed}: run `make build` first", file=sys.stderr)
+    for needed in (BUILD / "SharedLayer" / "python", *(BUILD / f for f in FUNCTIONS), BENCH_PYTHON):
+        if not needed.exists():
+            print(
+                f"missing {needed}: run `make bench` (it builds and installs what the bench needs)",
+                file=sys.stderr,
+            )
             return 2
-    if not BENCH_PYTHON.exists():
-        print(
-            f"missing {BENCH_PYTHON}: run `make bench` (it installs tools/bench/requirements.txt)",
-            file=sys.stderr,
-        )
-        return 2
-    loopback_only()
+    netguard.install()
     results = measure(options)
     checks = goals(results)
     results["goals"] = [
@@ -782,75 +591,13 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str))
-    print()
-    print(table(results, checks))
-    print(f"\nresults: {path} ({results['meta']['duration_s']:.0f} s)")
+    print(f"\n{table(results, checks)}\n\nresults: {path} ({results['meta']['duration_s']:.0f} s)")
     if options.plot and options.patch is None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        subprocess.run(
-            [str(BENCH_PYTHON), "-P", "-m", "tools.bench.plot", str(path), str(PLOT)], env=env, check=True
-        )
+        # By file, in the bench venv (matplotlib lives there): the plot imports nothing of ours.
+        plot = [str(BENCH_PYTHON), str(ROOT / "tools" / "bench" / "plot.py"), str(path), str(PLOT)]
+        subprocess.run(plot, check=True)
     missed = [g.name for g in checks if not g.passed]
     if missed:
         print("\nMISSED goals:\n" + "\n".join(f"  - {name}" for name in missed), file=sys.stderr)
         return 1
     return 0
-
-
-def measure(options: Options) -> dict[str, Any]:
-    started = time.perf_counter()
-    results: dict[str, Any] = {"meta": _meta(options)}
-    with tempfile.TemporaryDirectory(prefix="ocelot-bench-") as work_dir, contextlib.ExitStack() as stack:
-        work = Path(work_dir)
-        with _section("copying the built layer and functions" + (" (patched)" if options.patch else "")):
-            trees = coldstart.prepare(work / "trees", Path(options.patch) if options.patch else None)
-        if "size" in options.only:
-            with _section("size"):
-                results["size"] = size.measure(
-                    BUILD / "SharedLayer",
-                    {f: BUILD / f for f in FUNCTIONS},
-                    work,
-                    trees["precompiled"] / "opt",
-                )
-        ddb = DdbServer(options.latency_ms)
-        stack.callback(ddb.stop)
-        ocelot = OcelotServer(OCELOT_CREDENTIALS["chatbotId"], OCELOT_CREDENTIALS["apiKey"])
-        stack.callback(ocelot.stop)
-        setup_aws(ddb.url)
-        envs = {
-            f: lambda_environment(
-                f, ddb.url, {"OCELOT_BASE_URL": ocelot.url, "DEFAULT_SENDER": DEFAULT_SENDER}
-            )
-            for f in FUNCTIONS
-        }
-        results["meta"]["ocelot"] = ocelot.kind
-        if "coldstart" in options.only:
-            with _section(f"cold start ({options.rounds} interleaved rounds)"):
-                summary = coldstart.measure(trees, envs, options.rounds)
-                results["coldstart"] = {
-                    "rounds": options.rounds,
-                    "ratios": coldstart.ratios(summary),
-                    "summary": summary,
-                    "offenders": coldstart.offenders(trees, envs, "as_built"),
-                    "offenders_precompiled": coldstart.offenders(trees, envs, "precompiled"),
-                }
-        if "webhook" in options.only:
-            with _section(f"webhook ({options.latency_ms:g} ms per DynamoDB request)"):
-                results["webhook"] = measure_webhook(
-                    options, trees["as_built"], envs["WebhookFunction"], ddb.url, work
-                )
-        if "sender" in options.only:
-            with _section(f"sender ({options.sender_messages} messages)"):
-                results["sender"] = measure_sender(
-                    options, trees["as_built"], envs["SenderFunction"], ddb.url, ocelot.url, work
-                )
-        results["memory"] = {
-            "bare_boto3_rss_mb": bare_rss_mb(envs["WebhookFunction"]),
-            "memory_size_mb": {f: function_config(f)["MemorySize"] for f in FUNCTIONS},
-        }
-    if "webhook" in results and "sender" in results:
-        results["cost"] = costs(results["webhook"], results["sender"])
-    if "sender" in results:
-        results["sender"].pop("middle", None)
-    results["meta"]["duration_s"] = time.perf_counter() - started
-    return results

@@ -40,16 +40,10 @@ def by_package(python_dir: Path) -> dict[str, float]:
     return {k: v / MB for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])}
 
 
-def measure(
-    layer_dir: Path, function_dirs: dict[str, Path], work: Path, precompiled_layer: Path
-) -> dict[str, Any]:
-    """`layer_dir` is the layer artifact (holding python/); `precompiled_layer` the same with .pyc files."""
+def measure(layer_dir: Path, function_dirs: dict[str, Path], work: Path) -> dict[str, Any]:
+    """`layer_dir` is the layer artifact (holding python/), as `make build` leaves it (precompiled)."""
     unzipped, files = tree_size(layer_dir)
-    zipped = zipped_size(layer_dir, work / "layer.zip")
-    pre_unzipped, pre_files = tree_size(precompiled_layer)
-    pre_zipped = zipped_size(precompiled_layer, work / "layer-precompiled.zip")
     python_dir = layer_dir / "python"
-    bundled = [name for name in RUNTIME_PACKAGES if (python_dir / name).exists()]
     functions = {}
     for name, path in function_dirs.items():
         size, count = tree_size(path)
@@ -60,12 +54,9 @@ def measure(
         }
     return {
         "layer_unzipped_mb": unzipped / MB,
-        "layer_zipped_mb": zipped / MB,
+        "layer_zipped_mb": zipped_size(layer_dir, work / "layer.zip") / MB,
         "layer_files": files,
-        "layer_precompiled_unzipped_mb": pre_unzipped / MB,
-        "layer_precompiled_zipped_mb": pre_zipped / MB,
-        "layer_precompiled_files": pre_files,
-        "runtime_packages_bundled": bundled,
+        "runtime_packages_bundled": [name for name in RUNTIME_PACKAGES if (python_dir / name).exists()],
         "pyc_files_in_build": sum(1 for _ in python_dir.rglob("*.pyc")),
         "by_package_mb": by_package(python_dir),
         "functions": functions,

@@ -2,14 +2,16 @@
 
     python -P -m tools.bench.workload SPEC.json OUT.json
 
-Run by the orchestrator (run.py) with the function's environment (common.lambda_environment) and
+Run by common.run_workload with the function's environment (common.lambda_environment) and
 PYTHONPATH=<function dir>:<layer dir>:<repo root>, under the bench venv's python, whose site-packages
-hold boto3 as the Lambda runtime does. Everything the handler prints (Powertools logs, EMF metrics) is
-counted, not shown: those bytes are what CloudWatch Logs ingests.
+hold boto3 as the Lambda runtime does; so it imports nothing but the standard library and the built
+layer. Everything the handler prints (Powertools logs, EMF metrics) is counted, not shown: those
+bytes are what CloudWatch Logs ingests.
 
 Per step: wall time, CPU time of the whole process (all threads, so waits are excluded), the reply,
-log bytes, and the DynamoDB requests the counting proxy saw. At the end: peak RSS (VmHWM; ru_maxrss
-too) and, when the spec asks for it, the tracemalloc peak (a separate run: tracing slows it down).
+log bytes, the DynamoDB usage moto metered and the send requests the sandbox answered. At the end:
+peak RSS (VmHWM; ru_maxrss too) and, when the spec asks for it, the tracemalloc peak (a separate
+run: tracing slows it down).
 """
 
 from __future__ import annotations
@@ -24,12 +26,24 @@ import resource
 import sys
 import time
 import tracemalloc
+import urllib.request
 import uuid
-from dataclasses import dataclass
+from collections import Counter
 from typing import Any
 
 from tools.bench.events import batch_body, batch_event, callback_items, webhook_event
-from tools.bench.localhttp import http_json, loopback_only
+from tools.local import netguard
+from tools.local.lambda_context import LambdaContext
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_json(url: str, payload: Any = None) -> Any:
+    """GET (or POST a JSON payload to) a stand-in's control route, never through a proxy."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})  # noqa: S310
+    with _NO_PROXY.open(request, timeout=60) as response:
+        return json.loads(response.read() or b"null")
 
 
 class CountingStream(io.TextIOBase):
@@ -53,29 +67,11 @@ class CountingStream(io.TextIOBase):
         return True
 
 
-@dataclass
-class Context:
-    """The parts of the Lambda context the handlers and Powertools read."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    aws_request_id: str
-    deadline: float
-    function_version: str = "$LATEST"
-    log_group_name: str = "/aws/lambda/bench"
-    log_stream_name: str = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.time()) * 1000))
-
-
 class Container:
     def __init__(self, spec: dict[str, Any], stream: CountingStream) -> None:
         self.spec = spec
         self.stream = stream
-        self.control = str(spec["control_url"])
-        self.invocations = 0
+        self.usage, self.ocelot = f"{spec['aws_url']}/_local/dynamodb-usage", str(spec["ocelot_url"])
         # Unique to this container: another container's events and requests are never replays of ours.
         self.tag = f"{spec.get('tag', 'c')}-{uuid.uuid4().hex[:8]}"
         self.profiles: list[cProfile.Profile] = []
@@ -87,14 +83,10 @@ class Container:
         self.runtime = runtime
         self.status_event = status_event
 
-    def context(self) -> Context:
-        self.invocations += 1
-        return Context(
-            function_name=os.environ["AWS_LAMBDA_FUNCTION_NAME"],
-            memory_limit_in_mb=int(os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]),
-            invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{os.environ['AWS_LAMBDA_FUNCTION_NAME']}",
-            aws_request_id=f"bench-{self.invocations:06d}",
-            deadline=time.time() + float(self.spec["timeout_s"]),
+    def context(self) -> LambdaContext:
+        memory, timeout = int(os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]), float(self.spec["timeout_s"])
+        return LambdaContext(
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"], memory, timeout, os.environ["AWS_REGION"]
         )
 
     def configure(self, variables: dict[str, str | None]) -> None:
@@ -110,10 +102,8 @@ class Container:
             self.runtime.reset()
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        http_json(f"{self.control}/__bench/reset", {})
-        ocelot = self.spec.get("ocelot_control")
-        if ocelot:
-            http_json(f"{ocelot}/__bench/ocelot/reset", {})
+        http_json(self.usage, {"reset": True})
+        http_json(f"{self.ocelot}/_sandbox/reset", {"config": False, "record": True})
         log_bytes, log_lines = self.stream.bytes, self.stream.lines
         context = self.context()
         profiler = cProfile.Profile() if self.spec.get("profile") else None
@@ -124,8 +114,8 @@ class Container:
         else:
             response = self.handler(event, context)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        ddb = http_json(f"{self.control}/__bench/stats")
-        sent = http_json(f"{ocelot}/__bench/ocelot") if ocelot else None
+        ddb = http_json(self.usage)
+        sent = http_json(f"{self.ocelot}/_sandbox/record?parts=requests")["requests"]
         body = response.get("body") or "{}"
         return {
             "wall_s": wall,
@@ -137,7 +127,7 @@ class Container:
             "log_bytes": self.stream.bytes - log_bytes,
             "log_lines": self.stream.lines - log_lines,
             "ddb": ddb,
-            "ocelot": sent,
+            "ocelot": {"requests": len(sent), "by_status": dict(Counter(str(r["status"]) for r in sent))},
         }
 
 
@@ -238,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     spec_path, out_path = argv or sys.argv[1:3]
     with open(spec_path) as handle:
         spec = json.load(handle)
-    loopback_only()
+    netguard.install()
     if spec.get("tracemalloc"):
         tracemalloc.start()
     stream = CountingStream()

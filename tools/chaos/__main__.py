@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tools.chaos.run import CI_MESSAGES, DEFAULT_OUT, run_chaos
-from tools.local import ROOT, netguard
-from tools.local.process import interrupt_on_signals
+from tools.local import netguard
+from tools.local.stack import interrupt_on_signals
+from tools.template_resources import ROOT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--storage-scope",
         choices=("webhook", "all"),
         default="webhook",
-        help="DynamoDB writes that fail: the webhook's (the issue's run), or the Sender's too",
+        help="DynamoDB writes that fail: the webhook's (the standard run), or the Sender's too",
     )
     args = parser.parse_args(argv)
 

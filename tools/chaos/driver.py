@@ -23,8 +23,7 @@ import requests
 
 from ocelot_sms_cli.redrive import redrive_queue
 from tools.chaos.profile import Plan, PlannedRequest
-from tools.local.aws import sqs_client
-from tools.local.stackinfo import StackInfo
+from tools.local.client import StackClient
 
 API_THREADS = 2
 RETRY_ON = frozenset({409, 429, 500, 502, 503, 504})
@@ -54,10 +53,11 @@ def _comparable(body: dict[str, Any]) -> Any:
 
 
 class Driver:
-    def __init__(self, info: StackInfo, plan: Plan, log: Callable[[str], None], deadline: float) -> None:
-        if info.api_url is None:
+    def __init__(self, client: StackClient, plan: Plan, log: Callable[[str], None], deadline: float) -> None:
+        if client.info.api_url is None:
             raise ChaosRunError("the stack does not serve the API")
-        self.info = info
+        self.client = client
+        self.info = client.info
         self.plan = plan
         self.log = log
         self.deadline = deadline
@@ -65,33 +65,9 @@ class Driver:
         self.api: dict[str, ApiOutcome] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._sqs = sqs_client(info.aws_endpoint_url, info.region)
-        self._control = requests.Session()
-
-    def close(self) -> None:
-        self._sqs.close()
-        self._control.close()
-
-    # ---- control routes -------------------------------------------------------------------------
-
-    def post_json(self, url: str, body: Any, timeout: float = 30.0) -> Any:
-        response = self._control.post(url, json=body, timeout=timeout)
-        if not response.ok:
-            raise ChaosRunError(f"POST {url}: {response.status_code} {response.text[:300]}")
-        return response.json()
-
-    def get_json(self, url: str, timeout: float = 30.0) -> Any:
-        response = self._control.get(url, timeout=timeout)
-        if not response.ok:
-            raise ChaosRunError(f"GET {url}: {response.status_code} {response.text[:300]}")
-        return response.json()
 
     def sandbox_pending(self) -> int:
-        return int(self.get_json(f"{self.info.sandbox_url}/_sandbox/health")["pending"])
-
-    def storage_faults(self, **changes: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.post_json(f"{self.info.control_url}/_local/storage-faults", changes)
-        return result
+        return int(self.client.control(f"{self.info.sandbox_url}/_sandbox/health")["pending"])
 
     # ---- the API --------------------------------------------------------------------------------
 
@@ -159,20 +135,8 @@ class Driver:
     def enqueue(self, requests_: Sequence[PlannedRequest]) -> None:
         for start in range(0, len(requests_), 10):
             group = requests_[start : start + 10]
-            entries = [{"Id": str(i), "MessageBody": json.dumps(r.body())} for i, r in enumerate(group)]
-            response = self._sqs.send_message_batch(QueueUrl=self.info.queue_url, Entries=entries)  # type: ignore[arg-type]
-            if response.get("Failed"):
-                raise ChaosRunError(f"SendMessageBatch failed: {response['Failed']}")
+            self.client.enqueue_many([r.body() for r in group])
             self._count("sqs_enqueued", len(group))
-
-    def queue_depth(self, url: str) -> tuple[int, int]:
-        attributes = self._sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]), int(
-            attributes["ApproximateNumberOfMessagesNotVisible"]
-        )
 
     def drain_queue(self, progress: Callable[[], None]) -> None:
         """Until the queue and its DLQ are empty; dead letters are redriven (what an operator does)."""
@@ -180,15 +144,15 @@ class Driver:
         while quiet < 2:
             if time.monotonic() >= self.deadline:
                 raise ChaosRunError(
-                    f"the send queue did not drain (depth {self.queue_depth(self.info.queue_url)})"
+                    f"the send queue did not drain (depth {self.client.queue_depth(self.info.queue_url)})"
                 )
             progress()
-            if self.queue_depth(self.info.queue_url) != (0, 0):
+            if self.client.queue_depth(self.info.queue_url) != (0, 0):
                 quiet = 0
                 time.sleep(0.5)
                 continue
-            if self.queue_depth(self.info.dlq_url) != (0, 0):
-                moved = redrive_queue(self._sqs, self.info.dlq_url, self.info.queue_url)
+            if self.client.queue_depth(self.info.dlq_url) != (0, 0):
+                moved = redrive_queue(self.client.sqs, self.info.dlq_url, self.info.queue_url)
                 self._count("sqs_redriven_from_dlq", moved)
                 self.log(f"redrove {moved} dead-lettered queue message(s) (the CLI's redrive_queue)")
                 quiet = 0
@@ -226,7 +190,7 @@ class Outages:
         wait = self._first_after
         while not self._stop.wait(wait):
             try:
-                self._driver.storage_faults(outage_seconds=self._seconds)
+                self._driver.client.storage_faults(outage_seconds=self._seconds)
             except (requests.RequestException, ChaosRunError) as error:
                 self.error = f"{type(error).__name__}: {error}"
                 return

@@ -18,7 +18,7 @@ READ_TIMEOUT_SECONDS = 1.0
 AWS_BACKOFF_SCALE = 0.01
 
 # The Ocelot sandbox (tools/local/sandbox.py): send faults, then callback chaos. Delays are short so
-# that a CI-sized run stays within a minute or two; the proportions are what the issue asks for.
+# that a CI-sized run stays within a minute or two.
 SANDBOX_CHAOS: Mapping[str, Any] = {
     # Send endpoint: 503 and 429 (with Retry-After) per request; slow but in time; accepted and
     # answered only after the Sender gave up (the outcome it must record as unknown, never re-send).
@@ -182,8 +182,6 @@ def stack_args(seed: int) -> list[str]:
         f"READ_TIMEOUT_SECONDS={READ_TIMEOUT_SECONDS:g}",
         "--aws-backoff-scale",
         f"{AWS_BACKOFF_SCALE:g}",
-        # moto on a core of its own: the webhook's writes are most of a run's work.
-        "--aws-process",
     ]
 
 

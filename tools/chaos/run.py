@@ -30,10 +30,9 @@ from tools.chaos.profile import (
     stack_args,
 )
 from tools.chaos.verify import ATTRIBUTES, Verdict, reconcile_and_check, snapshot, verify
-from tools.local import ROOT
-from tools.local.aws import dynamodb_client
-from tools.local.process import StackProcess, StackStartError
-from tools.local.stackinfo import LOG_FILE, PID_FILE, is_stack_process, read_pid
+from tools.local.client import StackClient
+from tools.local.stack import LOG_FILE, PID_FILE, StackProcess, StackStartError, is_stack_process, read_pid
+from tools.template_resources import ROOT
 
 DEFAULT_OUT = ROOT / "bench" / "chaos-last.json"
 CI_MESSAGES = 2000
@@ -79,8 +78,8 @@ class _Progress:
             return
         self._last = now
         driver = self._driver
-        visible, hidden = driver.queue_depth(driver.info.queue_url)
-        counts = driver.get_json(f"{driver.info.control_url}/_local/storage-faults")["counts"]
+        visible, hidden = driver.client.queue_depth(driver.info.queue_url)
+        counts = driver.client.storage_faults()["counts"]
         self._log(
             f"  [{now - self._started:6.1f}s] API requests answered {len(driver.api)}/{self._api_total}"
             f" | queue {visible} waiting, {hidden} in flight | callbacks pending {driver.sandbox_pending()}"
@@ -133,7 +132,7 @@ def run_chaos(
         f"({len(the_plan.route('api'))} by API, {len(the_plan.route('sqs'))} by SQS), seed {seed}"
     )
     stack = StackProcess(state_dir, stack_args(seed))
-    driver: Driver | None = None
+    client: StackClient | None = None
     outages: Outages | None = None
     mark = started
 
@@ -150,15 +149,13 @@ def run_chaos(
         (state_dir / LOG_FILE).unlink(missing_ok=True)  # this run's log only
         info = stack.start(timeout=90)
         lap("stack_start_seconds")
-        driver = Driver(info, the_plan, log, deadline)
         if info.function_env.get("MAX_SEND_ATTEMPTS") != str(SENDER_ATTEMPTS):
             raise ChaosRunError(f"the stack's MAX_SEND_ATTEMPTS is not {SENDER_ATTEMPTS}")
-        driver.post_json(
-            f"{info.sandbox_url}/_sandbox/config",
-            {**SANDBOX_CHAOS, "seed": seed, "fail_recipients": the_plan.forced_failures()},
-        )
-        driver.post_json(f"{info.control_url}/_local/faults", {"reset": True, **WEBHOOK_FAULTS})
-        driver.storage_faults(reset=True, **{**STORAGE_FAULTS, "seed": seed, "scope": storage_scope})
+        client = StackClient(info, http_timeout=30)
+        driver = Driver(client, the_plan, log, deadline)
+        client.sandbox_config(**SANDBOX_CHAOS, seed=seed, fail_recipients=the_plan.forced_failures())
+        client.webhook_faults(reset=True, **WEBHOOK_FAULTS)
+        client.storage_faults(reset=True, **{**STORAGE_FAULTS, "seed": seed, "scope": storage_scope})
         progress = _Progress(driver, time.monotonic(), len(the_plan.route("api")), log)
         outages = progress.outages = Outages(
             driver, OUTAGE_SECONDS, OUTAGE_EVERY_SECONDS, FIRST_OUTAGE_AFTER_SECONDS
@@ -183,27 +180,23 @@ def run_chaos(
         log("waiting for the sandbox to deliver every callback ...")
         _wait_idle(driver, deadline, progress)
         outages.stop()
-        driver.post_json(f"{info.control_url}/_local/faults", {"reset": True})
-        storage = driver.storage_faults(rate=0.0)
+        client.webhook_faults(reset=True)
+        storage = client.storage_faults(rate=0.0)
         while storage["outage_active"]:
             time.sleep(0.2)
-            storage = driver.get_json(f"{info.control_url}/_local/storage-faults")
+            storage = client.storage_faults()
         _wait_idle(driver, deadline, progress)
         progress(force=True)
         lap("callbacks_drain_seconds")
 
         # 3. Check: the sandbox's record against the whole table, then reconcile what is unknown.
         log("checking the sandbox's record against the messages table ...")
-        record = driver.get_json(f"{info.sandbox_url}/_sandbox/record", timeout=300)
-        webhook_faults = driver.get_json(f"{info.control_url}/_local/faults")
-        pollers = driver.get_json(f"{info.control_url}/_local/invocations").get("pollers", [])
+        record = client.control(f"{info.sandbox_url}/_sandbox/record", timeout=300)
+        webhook_faults = client.control(f"{info.control_url}/_local/faults")
+        pollers = client.invocations().get("pollers", [])
         lap("record_seconds")
         table_name = info.tables["messages"]
-        dump = driver.get_json(
-            f"{info.control_url}/_local/dynamodb-items?table={table_name}&attributes={','.join(ATTRIBUTES)}",
-            timeout=600,
-        )
-        table = snapshot(dump["items"])
+        table = snapshot(client.table_items(table_name, ATTRIBUTES))
         lap("read_table_seconds")
         verdict = verify(
             the_plan, record, table, driver.api, storage, webhook_faults, outages.started, pollers
@@ -211,11 +204,7 @@ def run_chaos(
         verdict.figures["client"].update(dict(sorted(driver.stats.items())))
         verdict.figures["table_items"] = table.items
         result.verdict = verdict
-        dynamodb = dynamodb_client(info.aws_endpoint_url, info.region)
-        try:
-            reconcile_and_check(the_plan, record, table, dynamodb, table_name, verdict)
-        finally:
-            dynamodb.close()
+        reconcile_and_check(the_plan, record, table, client.dynamodb, table_name, verdict)
         lap("reconcile_seconds")
     except (ChaosRunError, StackStartError, OSError) as error:
         result.error = f"{type(error).__name__}: {error}"
@@ -224,8 +213,8 @@ def run_chaos(
     finally:
         if outages is not None:
             outages.stop()
-        if driver is not None:
-            driver.close()
+        if client is not None:
+            client.close()
         code = stack.stop()
         if result.error and stack.process is not None:
             result.error += f"\nstack log ({stack.log_path}):\n{stack.log_tail(30)}"

@@ -3,19 +3,9 @@
 Routes come from the template's HttpApi events (path parameters included: /messages/{messageId}).
 Not emulated: the IAM (SigV4) authorizer, throttling, and the 30 s integration timeout.
 
-Control routes for the local stack (not part of the API):
-  GET  /_local/health        liveness
-  GET  /_local/egress        where this process connected to (loopback only, or it was refused)
-  GET  /_local/invocations   the last invocations of each function
-  GET|POST /_local/faults    test hook: make webhook requests fail (see WebhookFaults)
-  GET|POST /_local/storage-faults
-                             test hook: make DynamoDB writes fail, by share or for a while
-                             (see tools/local/aws.py StorageFaults)
-  GET  /_local/dynamodb-items?table=NAME&attributes=PK,SK,...
-                             every item of a table (those attributes only), from moto's memory:
-                             for whole-table checks, which a Scan through moto makes very slow
-  POST /_local/invoke/<fn>   invoke a function with the body as its event (e.g. the scheduled sweep;
-                             an empty body sends a scheduled-event for functions with a schedule)
+Control routes of the local stack (not part of the API), under /_local: GET health, GET|POST faults
+(make webhook requests fail: WebhookFaults), POST invoke/<fn> (the body is the event; empty: a
+scheduled event), and those the stack adds (egress, invocations, event-sources).
 """
 
 from __future__ import annotations
@@ -30,16 +20,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from tools.local import netguard
-from tools.local.lambdas import Invoker
-from tools.local.template_env import FunctionSpec
-
-if TYPE_CHECKING:
-    from tools.local.aws import StorageFaultControl
+from tools.local.functions import Invoker
+from tools.template_resources import FunctionSpec
 
 log = logging.getLogger("local.api")
 CONTROL_PREFIX = "/_local"
@@ -92,19 +78,16 @@ class ApiFront:
         self,
         invoker: Invoker | None,
         specs: Sequence[FunctionSpec],
-        extra_status: Callable[[], Mapping[str, Any]] | None = None,
-        storage_faults: StorageFaultControl | None = None,
-        table_items: Callable[[str, Sequence[str]], list[dict[str, Any]]] | None = None,
+        controls: Mapping[str, Callable[[Request], Any]],  # "GET /egress" -> JSON answer
     ) -> None:
         self._invoker = invoker
-        self._storage_faults = storage_faults
-        self._table_items = table_items
+        self._controls = controls
         self._specs = {spec.logical_id: spec for spec in specs}
-        routes = [_Route.of(r.method, r.path, s.logical_id) for s in specs for r in s.routes]
-        routes = routes if invoker else []
+        routes = (
+            [_Route.of(r.method, r.path, s.logical_id) for s in specs for r in s.routes] if invoker else []
+        )
         # As API Gateway picks: the most specific route first (fewer parameters, then longer).
         self._routes = sorted(routes, key=lambda r: (r.path.count("{"), -len(r.path)))
-        self._extra_status = extra_status
         self._lock = threading.Lock()
         self._faults = WebhookFaults()
         self._failed_bodies: set[str] = set()
@@ -168,57 +151,24 @@ class ApiFront:
     # ---- control ------------------------------------------------------------------------------
 
     def _control(self, request: Request) -> Response:
-        match request.method, request.path.removeprefix(CONTROL_PREFIX):
-            case "GET", "/health":
-                return _json(200, {"ok": True})
-            case "GET", "/egress":
-                return _json(200, netguard.snapshot())
-            case "GET", "/invocations":
-                history: list[dict[str, Any]] = getattr(self._invoker, "history", list)()
-                extra = dict(self._extra_status()) if self._extra_status else {}
-                return _json(200, {"invocations": history, **extra})
-            case "GET", "/faults":
-                return _json(200, self._faults_json())
-            case "POST", path if path.startswith("/invoke/"):
-                return self._invoke(path.removeprefix("/invoke/"), request.get_data())
-            case "POST", "/faults":
-                try:
-                    changes = json.loads(request.get_data() or b"{}")
-                    self.set_faults(**changes)
-                except (ValueError, TypeError) as error:
-                    return _json(400, {"message": str(error)})
-                return _json(200, self._faults_json())
-            case "GET" | "POST", "/storage-faults":
-                return self._storage(request)
-            case "GET", "/dynamodb-items":
-                return self._items(request)
-        return _json(404, {"message": "Not Found"})
-
-    def _storage(self, request: Request) -> Response:
-        if self._storage_faults is None:
-            return _json(404, {"message": "this stack's AWS has no fault injector"})
-        if request.method == "GET":
-            return _json(200, self._storage_faults.status())
+        route = request.path.removeprefix(CONTROL_PREFIX)
+        given = self._controls.get(f"{request.method} {route}")
         try:
-            changes = json.loads(request.get_data() or b"{}")
-            if not isinstance(changes, dict):
-                raise TypeError("expected a JSON object")
-            return _json(200, self._storage_faults.configure(**changes))
+            match request.method, route:
+                case "GET", "/health":
+                    return _json(200, {"ok": True})
+                case "GET", "/faults":
+                    return _json(200, self._faults_json())
+                case "POST", "/faults":
+                    self.set_faults(**json.loads(request.get_data() or b"{}"))
+                    return _json(200, self._faults_json())
+                case "POST", path if path.startswith("/invoke/"):
+                    return self._invoke(path.removeprefix("/invoke/"), request.get_data())
+                case _ if given is not None:
+                    return _json(200, given(request))
         except (ValueError, TypeError) as error:
             return _json(400, {"message": str(error)})
-
-    def _items(self, request: Request) -> Response:
-        table = request.args.get("table", "")
-        attributes = [a for a in request.args.get("attributes", "").split(",") if a]
-        if self._table_items is None:
-            return _json(404, {"message": "this stack's AWS cannot be read directly"})
-        if not table or not attributes:
-            return _json(400, {"message": "table and attributes (comma-separated) are required"})
-        try:
-            items = self._table_items(table, attributes)
-        except LookupError as error:
-            return _json(404, {"message": str(error)})
-        return _json(200, {"table": table, "count": len(items), "items": items})
+        return _json(404, {"message": "Not Found"})
 
     def _invoke(self, function: str, body: bytes) -> Response:
         spec = self._specs.get(function)

@@ -18,8 +18,8 @@ from typing import Any
 import requests
 
 from ocelot_sms.store import ChunkRecord, ChunkStatus, DynamoStore, MessageState
-from tools.local.aws import dynamodb_client, sqs_client
-from tools.local.stackinfo import StackInfo
+from tools.local.aws import client
+from tools.local.stack import StackInfo
 
 
 class WaitTimeout(TimeoutError):
@@ -103,8 +103,8 @@ class StackClient:
         self.info = info
         self.http = requests.Session()
         self.http_timeout = http_timeout
-        self.dynamodb = dynamodb_client(info.aws_endpoint_url, info.region)
-        self.sqs = sqs_client(info.aws_endpoint_url, info.region)
+        self.dynamodb = client("dynamodb", info.aws_endpoint_url, info.region)
+        self.sqs = client("sqs", info.aws_endpoint_url, info.region)
         self.store = DynamoStore(self.dynamodb, info.tables["messages"])
 
     def close(self) -> None:
@@ -149,7 +149,7 @@ class StackClient:
 
     def enqueue(self, body: Mapping[str, Any] | str) -> str:
         data = body if isinstance(body, str) else json.dumps(body)
-        return self.sqs.send_message(QueueUrl=self.info.queue_url, MessageBody=data)["MessageId"]
+        return str(self.sqs.send_message(QueueUrl=self.info.queue_url, MessageBody=data)["MessageId"])
 
     def enqueue_many(self, bodies: Sequence[Mapping[str, Any] | str]) -> list[str]:
         """At once (one SendMessageBatch), so the poller can hand them to one invocation."""
@@ -157,7 +157,7 @@ class StackClient:
             {"Id": str(i), "MessageBody": b if isinstance(b, str) else json.dumps(b)}
             for i, b in enumerate(bodies)
         ]
-        response = self.sqs.send_message_batch(QueueUrl=self.info.queue_url, Entries=entries)  # type: ignore[arg-type]
+        response = self.sqs.send_message_batch(QueueUrl=self.info.queue_url, Entries=entries)
         if response.get("Failed"):
             raise RuntimeError(f"SendMessageBatch failed: {response['Failed']}")
         by_id = {entry["Id"]: entry["MessageId"] for entry in response["Successful"]}
@@ -181,43 +181,54 @@ class StackClient:
             VisibilityTimeout=0,
             MessageSystemAttributeNames=["All"],
         )
-        messages: list[dict[str, Any]] = response.get("Messages", [])  # type: ignore[assignment]
+        messages: list[dict[str, Any]] = response.get("Messages", [])
         return messages
 
     # ---- the sandbox and the control routes -------------------------------------------------
 
-    def _json(self, method: str, url: str, body: Any = None) -> Any:
-        response = self.http.request(method, url, json=body, timeout=self.http_timeout)
+    def control(self, url: str, body: Any = None, timeout: float | None = None) -> Any:
+        """GET a control route of the stack (the sandbox's, the API front's, moto's), or POST `body`."""
+        method = "GET" if body is None else "POST"
+        response = self.http.request(method, url, json=body, timeout=timeout or self.http_timeout)
         response.raise_for_status()
         return response.json()
 
     def sandbox_config(self, **changes: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", f"{self.info.sandbox_url}/_sandbox/config", changes)
+        result: dict[str, Any] = self.control(f"{self.info.sandbox_url}/_sandbox/config", changes)
         return result
 
     def sandbox_reset(self, *, config: bool = True, record: bool = False) -> None:
-        self._json("POST", f"{self.info.sandbox_url}/_sandbox/reset", {"config": config, "record": record})
+        self.control(f"{self.info.sandbox_url}/_sandbox/reset", {"config": config, "record": record})
 
     def sandbox_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = self._json("GET", f"{self.info.sandbox_url}/_sandbox/record")
+        record: dict[str, Any] = self.control(f"{self.info.sandbox_url}/_sandbox/record")
         return record
 
     def webhook_faults(self, **changes: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", f"{self.info.control_url}/_local/faults", changes)
+        result: dict[str, Any] = self.control(f"{self.info.control_url}/_local/faults", changes)
         return result
 
     def storage_faults(self, **changes: Any) -> dict[str, Any]:
         """Change the DynamoDB fault injector (tools/local/aws.py StorageFaults); none: its status."""
-        url = f"{self.info.control_url}/_local/storage-faults"
-        result: dict[str, Any] = self._json("POST", url, changes) if changes else self._json("GET", url)
+        url = f"{self.info.aws_endpoint_url}/_local/storage-faults"
+        result: dict[str, Any] = self.control(url, changes or None)
         return result
 
+    def table_items(self, table: str, attributes: Sequence[str]) -> list[dict[str, Any]]:
+        """Every item of a table (those attributes, wire format), read from moto's memory: moto sorts
+        the whole table for every Scan page and Query, so whole-table checks read it this way."""
+        query = f"table={table}&attributes={','.join(attributes)}"
+        items: list[dict[str, Any]] = self.control(
+            f"{self.info.aws_endpoint_url}/_local/dynamodb-items?{query}", timeout=600
+        )["items"]
+        return items
+
     def egress(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", f"{self.info.control_url}/_local/egress")
+        result: dict[str, Any] = self.control(f"{self.info.control_url}/_local/egress")
         return result
 
     def invocations(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", f"{self.info.control_url}/_local/invocations")
+        result: dict[str, Any] = self.control(f"{self.info.control_url}/_local/invocations")
         return result
 
     # ---- what the tables say ----------------------------------------------------------------

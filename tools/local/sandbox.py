@@ -33,7 +33,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -60,6 +60,7 @@ from tools.local.netguard import is_loopback_host
 log = logging.getLogger("local.sandbox")
 
 ADMIN_PREFIX = "/_sandbox"
+RECORD_PARTS = ("requests", "accepted", "messages", "events", "callback_attempts", "outcomes", "pending")
 
 # ---------------------------------------------------------------------------------------------
 # The script: final outcome by the recipient's last four digits, and the events leading to it
@@ -79,21 +80,15 @@ class Step:
     error_message: str | None = None
 
 
+_QUEUED, _SENT = Step(DeliveryStatus.QUEUED), Step(DeliveryStatus.SENT)
 LIFECYCLES: dict[DeliveryStatus, tuple[Step, ...]] = {
-    DeliveryStatus.DELIVERED: (
-        Step(DeliveryStatus.QUEUED),
-        Step(DeliveryStatus.SENT),
-        Step(DeliveryStatus.DELIVERED),
-    ),
+    DeliveryStatus.DELIVERED: (_QUEUED, _SENT, Step(DeliveryStatus.DELIVERED)),
     DeliveryStatus.UNDELIVERED: (
-        Step(DeliveryStatus.QUEUED),
-        Step(DeliveryStatus.SENT),
+        _QUEUED,
+        _SENT,
         Step(DeliveryStatus.UNDELIVERED, "30003", "Unreachable destination handset"),
     ),
-    DeliveryStatus.FAILED: (
-        Step(DeliveryStatus.QUEUED),
-        Step(DeliveryStatus.FAILED, "30008", "Unknown error"),
-    ),
+    DeliveryStatus.FAILED: (_QUEUED, Step(DeliveryStatus.FAILED, "30008", "Unknown error")),
     # Ocelot checks opt-outs before sending: nothing is queued.
     DeliveryStatus.OPTED_OUT: (Step(DeliveryStatus.OPTED_OUT, "21610", "Recipient has opted out"),),
 }
@@ -336,22 +331,22 @@ class Sandbox:
         self._events: dict[str, dict[str, Any]] = {}
         self._attempts: list[dict[str, Any]] = []
 
-    def record(self) -> dict[str, Any]:
+    def record(self, parts: Collection[str] = RECORD_PARTS) -> dict[str, Any]:
+        """The record, or only some `parts` of it (the bench reads `requests` after each invocation)."""
         with self._lock:
+            whole = {
+                "requests": self._requests,
+                "accepted": self._accepted,
+                "messages": self._messages,
+                "events": self._events,
+                "callback_attempts": self._attempts,
+                "outcomes": {m: v["scripted"] for m, v in self._messages.items()}
+                if "outcomes" in parts
+                else {},
+                "pending": len(self._due) + self._inflight,
+            }
             # A deep copy through JSON: callers get plain data they may keep while the sandbox goes on.
-            copied: dict[str, Any] = json.loads(
-                json.dumps(
-                    {
-                        "requests": self._requests,
-                        "accepted": self._accepted,
-                        "messages": self._messages,
-                        "events": self._events,
-                        "callback_attempts": self._attempts,
-                        "outcomes": {m: v["scripted"] for m, v in self._messages.items()},
-                        "pending": len(self._due) + self._inflight,
-                    }
-                )
-            )
+            copied: dict[str, Any] = json.loads(json.dumps({k: v for k, v in whole.items() if k in parts}))
         return copied
 
     # ---- WSGI -------------------------------------------------------------------------------
@@ -389,7 +384,8 @@ class Sandbox:
                 except (ValueError, ConfigError) as error:
                     return _json(400, error_body(400, str(error), "Bad Request"))
             case "GET", "/record":
-                return _json(200, self.record())
+                parts = request.args.get("parts")
+                return _json(200, self.record(parts.split(",") if parts else RECORD_PARTS))
             case "POST", "/reset":
                 options = json.loads(request.get_data() or b"{}")
                 self.reset(config=bool(options.get("config", True)), record=bool(options.get("record", True)))
@@ -722,39 +718,3 @@ def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> R
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
-
-
-def main() -> None:
-    """Run the sandbox alone: `python -m tools.local.sandbox [--seed N] [--webhook-url URL]`."""
-    import argparse
-
-    from tools.local.serving import ServerThread
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--webhook-url", default=None)
-    parser.add_argument("--webhook-username", default=None)
-    parser.add_argument("--webhook-password", default=None)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    sandbox = Sandbox(
-        SandboxConfig(
-            seed=args.seed,
-            webhook_url=args.webhook_url,
-            webhook_username=args.webhook_username,
-            webhook_password=args.webhook_password,
-        )
-    ).start()
-    server = ServerThread(sandbox, "sandbox").start()
-    print(f"Ocelot sandbox on {server.url} (send: {server.url}{SEND_PATH}); Ctrl-C stops it", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        sandbox.stop()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,20 +1,24 @@
-"""The local stack supervisor: one process runs moto, the Ocelot sandbox, the API front and the poller.
+"""The local stack: moto, the Ocelot sandbox, the API front, the poller and the real handlers on loopback.
 
     python -m tools.local.stack up [--background] [--state-dir .local] [--functions inprocess|none]
-    python -m tools.local.stack down [--state-dir .local]
-    python -m tools.local.stack status [--state-dir .local]
+    python -m tools.local.stack down|status [--state-dir .local]
 
 `up` binds every server to a free loopback port, writes <state-dir>/stack.pid at once and
 <state-dir>/stack.json when ready, and runs until SIGTERM/SIGINT/SIGHUP (or until --parent-pid dies);
-then it stops everything and removes both files. Everything lives in this one process, so nothing
-can outlive it even when it is killed. `--background` starts that same process detached, waits until
-it is ready, and returns.
+then it stops everything and removes both files. moto runs in a child process that ends with this
+one, even when this one is killed. `--background` starts the same process detached, waits until it
+is ready, and returns.
+
+Drivers (the demo, the tests, the chaos run, sam local, a developer's curl) know the stack only by
+its stack.json (`StackInfo`), so the functions can be served in process or by `sam local`.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
+import json
 import logging
 import os
 import signal
@@ -22,25 +26,40 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tools.local import ROOT, netguard
-from tools.local.stackinfo import LOG_FILE, PID_FILE, STACK_FILE, StackInfo, is_stack_process, read_pid
-
-if TYPE_CHECKING:
-    from tools.local.aws_process import MotoProcess
+from tools.local import netguard
+from tools.local.api_front import ApiFront
+from tools.local.aws import (
+    ACCOUNT_ID,
+    DEAD_LETTER_QUEUE,
+    OCELOT_SECRET,
+    QUEUE,
+    REGION,
+    WEBHOOK_SECRET,
+    MotoProcess,
+    aws_environment,
+    provision,
+    scale_retry_backoff,
+    stop_with_parent,
+)
+from tools.local.functions import EndpointInvoker, InProcessFunctions, SqsPoller, merged_environment
+from tools.local.sandbox import Sandbox, SandboxConfig
+from tools.local.serving import ServerThread
+from tools.template_resources import ROOT, Resolver, function_specs, resource
 
 log = logging.getLogger("local.stack")
 
 DEFAULT_STATE_DIR = ROOT / ".local"
-REGION = "us-east-1"
+STACK_FILE, PID_FILE, LOG_FILE = "stack.json", "stack.pid", "stack.log"
 PREFIX = "ocelot-sms-local"
-SEND_FUNCTION, WEBHOOK_FUNCTION = "SenderFunction", "WebhookFunction"
+WEBHOOK_FUNCTION = "WebhookFunction"
 
 # What the sandbox expects, stored in the Ocelot secret; and what it presents to the webhook, stored in
 # the webhook secret. The events/webhook_*.json files carry the same webhook credentials.
@@ -50,14 +69,12 @@ WEBHOOK_CREDENTIALS = {
     "password": "local-webhook-password",
     "token": "local-webhook-token",
 }
-
 # Template parameters for the local stack (as a samconfig would give them). OcelotBaseUrl is the sandbox.
 LOCAL_PARAMETERS = {
     "Stage": "dev",
     "DefaultSender": "+15550000000",
     "DefaultOperatorId": "operator-1",
-    # Small chunks, so that a batch of ten shows several Ocelot batches.
-    "OcelotMaxMessages": "5",
+    "OcelotMaxMessages": "5",  # small chunks, so that a batch of ten shows several Ocelot batches
 }
 # Settings the template leaves at their defaults, tuned so that faults show within seconds locally.
 LOCAL_TUNING = {
@@ -70,6 +87,70 @@ LOCAL_TUNING = {
 SQS_VISIBILITY_TIMEOUT = 2
 
 
+@dataclass(frozen=True, slots=True)
+class StackInfo:
+    """`stack.json`: every endpoint of a running stack, and nothing about how the functions are served."""
+
+    pid: int
+    started_at: str
+    state_dir: str
+    log_file: str
+    functions: str  # "inprocess", or "none" when something else (sam local) serves them
+    region: str
+    sandbox_url: str
+    aws_endpoint_url: str
+    control_url: str
+    queue_url: str
+    dlq_url: str
+    tables: dict[str, str]  # "messages", "idempotency" -> table name
+    secrets: dict[str, str]  # "ocelot", "webhook" -> secret id (ARN)
+    webhook_credentials: dict[str, str]  # what Ocelot (the sandbox) presents to the webhook
+    ocelot_credentials: dict[str, str]  # what the sandbox expects: {"chatbotId", "apiKey"}
+    aws_credentials: dict[str, str]  # fake, for boto3 clients pointed at aws_endpoint_url
+    api_url: str | None = None  # base URL: POST {api_url}/batches
+    webhook_url: str | None = None  # where the sandbox sends callbacks
+    webhook_path: str | None = None  # the webhook's route, whoever serves it (sam local start-api too)
+    function_env: dict[str, str] = field(default_factory=dict)
+    functions_served: list[str] = field(default_factory=list)
+    function_errors: dict[str, str] = field(default_factory=dict)  # logical id -> why it does not load
+    sqs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    aws_pid: int | None = None  # moto's own process
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: Path) -> StackInfo:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+
+    def write(self, path: Path) -> None:
+        # Written whole or not at all: a reader never sees half a file.
+        temporary = path.with_suffix(f".tmp{os.getpid()}")
+        temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        temporary.replace(path)
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_stack_process(pid: int) -> bool:
+    """The pid is alive and is a local-stack supervisor (not a recycled pid of something else)."""
+    try:
+        os.kill(pid, 0)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (ProcessLookupError, PermissionError):
+        return False
+    except OSError:
+        return True  # no /proc: trust the pidfile
+    return b"tools.local.stack" in cmdline  # empty for a zombie: exited, not yet reaped
+
+
 @dataclass
 class StackOptions:
     state_dir: Path = DEFAULT_STATE_DIR
@@ -77,30 +158,10 @@ class StackOptions:
     seed: int = 0
     visibility_timeout: int = SQS_VISIBILITY_TIMEOUT
     parameters: dict[str, str] = field(default_factory=dict)
-    sandbox: dict[str, Any] = field(default_factory=dict)
     # Function environment overrides on top of LOCAL_TUNING (e.g. READ_TIMEOUT_SECONDS for the chaos run).
     env: dict[str, str] = field(default_factory=dict)
     # < 1 compresses botocore's retry waits in this process (tools/local/aws.py scale_retry_backoff).
     aws_backoff_scale: float = 1.0
-    # moto in a child process (a second core; tools/local/aws_process.py) instead of threads here.
-    aws_process: bool = False
-
-
-def aws_environment(endpoint_url: str | None) -> dict[str, str]:
-    """Fake credentials, the region, and nothing from the developer's ~/.aws or instance metadata."""
-    from tools.local.aws import FAKE_CREDENTIALS
-
-    env = {name.upper(): value for name, value in FAKE_CREDENTIALS.items()}
-    env.update(
-        AWS_DEFAULT_REGION=REGION,
-        AWS_REGION=REGION,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    if endpoint_url:
-        env["AWS_ENDPOINT_URL"] = endpoint_url
-    return env
 
 
 class LocalStack:
@@ -108,124 +169,81 @@ class LocalStack:
 
     def __init__(self, options: StackOptions) -> None:
         self.options = options
-        self._stoppers: list[tuple[str, Any]] = []
-        self._stopped = False
+        self._stoppers: list[tuple[str, Callable[[], None]]] = []
+        self._pollers: list[Any] = []
+        self._invoker: Any = None
         self._lock = threading.Lock()
+        self._stopped = False
 
     def start(self) -> StackInfo:
-        from tools.local.api_front import ApiFront
-        from tools.local.aws import (
-            ACCOUNT_ID,
-            DEAD_LETTER_QUEUE,
-            OCELOT_SECRET,
-            WEBHOOK_SECRET,
-            MotoServer,
-            provision,
-            scale_retry_backoff,
-            sqs_client,
-        )
-        from tools.local.lambdas import InProcessFunctions, merged_environment
-        from tools.local.sandbox import Sandbox, SandboxConfig, updated_config
-        from tools.local.serving import ServerThread
-        from tools.local.sqs_poller import SqsPoller
-        from tools.local.template_env import Resolver, function_specs
-        from tools.template_resources import load_template, resource
+        from ocelot_sms import runtime  # the handlers' cached clients, rebuilt for this environment
 
         netguard.install()
         os.environ.pop("AWS_PROFILE", None)
-        os.environ.update(aws_environment(None))
+        os.environ.update(aws_environment())
         options = self.options
         if options.aws_backoff_scale != 1.0:
             scale_retry_backoff(options.aws_backoff_scale)
+        self.moto = MotoProcess().start()
+        self._stoppers.append(("moto", self.moto.stop))
+        log.info("moto on %s (pid %s)", self.moto.url, self.moto.pid)
+        secrets = {OCELOT_SECRET: OCELOT_CREDENTIALS, WEBHOOK_SECRET: WEBHOOK_CREDENTIALS}
+        resources = provision(self.moto.url, PREFIX, secrets)
 
-        moto: MotoServer | MotoProcess
-        if options.aws_process:
-            from tools.local.aws_process import MotoProcess
-
-            moto = MotoProcess().start()
-        else:
-            moto = MotoServer().start()
-        self._stoppers.append(("moto", moto.stop))
-        os.environ["AWS_ENDPOINT_URL"] = moto.url
-        log.info("moto server on %s", moto.url)
-        resources = provision(
-            moto.url,
-            REGION,
-            PREFIX,
-            {OCELOT_SECRET: OCELOT_CREDENTIALS, WEBHOOK_SECRET: WEBHOOK_CREDENTIALS},
-        )
-
-        sandbox_config = updated_config(
+        ocelot, webhook = OCELOT_CREDENTIALS, WEBHOOK_CREDENTIALS
+        sandbox = Sandbox(
             SandboxConfig(
                 seed=options.seed,
-                chatbot_id=OCELOT_CREDENTIALS["chatbotId"],
-                api_key=OCELOT_CREDENTIALS["apiKey"],
-                webhook_username=WEBHOOK_CREDENTIALS["username"],
-                webhook_password=WEBHOOK_CREDENTIALS["password"],
-            ),
-            options.sandbox,
-        )
-        sandbox = Sandbox(sandbox_config).start()
+                chatbot_id=ocelot["chatbotId"],
+                api_key=ocelot["apiKey"],
+                webhook_username=webhook["username"],
+                webhook_password=webhook["password"],
+            )
+        ).start()
         self._stoppers.append(("sandbox", sandbox.stop))
         sandbox_server = ServerThread(sandbox, "sandbox").start()
         self._stoppers.append(("sandbox server", sandbox_server.stop))
         log.info("Ocelot sandbox on %s", sandbox_server.url)
 
         resolver = Resolver(
-            load_template(),
             parameters={**LOCAL_PARAMETERS, "OcelotBaseUrl": sandbox_server.url, **options.parameters},
             refs=resources.refs,
             arns=resources.arns,
             region=REGION,
             account_id=ACCOUNT_ID,
         )
-        specs = function_specs(resolver)
-        function_env = merged_environment(
-            specs, {**LOCAL_TUNING, **options.env, "AWS_ENDPOINT_URL": moto.url}
-        )
-        invoker: InProcessFunctions | None = None
-        pollers: list[SqsPoller] = []
+        self._specs = specs = function_specs(resolver)
+        self._queues = {q: (resources.refs[q], resources.arns[q]) for q in resources.refs}
+        tuning = {**LOCAL_TUNING, **options.env, "AWS_ENDPOINT_URL": self.moto.url}
+        function_env = merged_environment(specs, tuning)
         if options.functions == "inprocess":
-            from ocelot_sms import runtime
-
             os.environ.update(function_env)
             runtime.reset()
-            invoker = InProcessFunctions(specs, REGION, ACCOUNT_ID).load()
+            self._invoker = InProcessFunctions(specs, REGION).load()
         front = ApiFront(
-            invoker,
+            self._invoker,
             specs,
-            extra_status=lambda: {"pollers": [p.status() for p in pollers]},
-            storage_faults=moto.faults,
-            table_items=lambda table, attributes: moto.table_items(table, attributes, REGION),
+            {
+                "GET /egress": lambda _: self.egress(),
+                "GET /invocations": lambda _: self.invocations(),
+                "POST /event-sources": lambda request: self.invoke_event_sources(
+                    json.loads(request.get_data() or b"{}").get("invoke_url")
+                ),
+            },
         )
         front_server = ServerThread(front, "api").start()
         self._stoppers.append(("api front", front_server.stop))
         log.info("API front on %s (routes: %s)", front_server.url, sorted(front.routes))
 
-        api_url = webhook_url = None
         webhook_path = next(r.path for s in specs if s.logical_id == WEBHOOK_FUNCTION for r in s.routes)
-        if invoker is not None:
-            api_url = front_server.url
-            webhook_url = f"{front_server.url}{webhook_path}"
+        api_url = webhook_url = None
+        if self._invoker is not None:
+            api_url, webhook_url = front_server.url, f"{front_server.url}{webhook_path}"
             sandbox.configure(webhook_url=webhook_url)
-            sqs = sqs_client(moto.url, REGION)
-            for spec in specs:
-                for source in spec.sqs_sources:
-                    poller = SqsPoller(
-                        invoker,
-                        spec.logical_id,
-                        source,
-                        sqs,
-                        resources.refs[source.queue],
-                        resources.arns[source.queue],
-                        REGION,
-                        options.visibility_timeout,
-                    )
-                    pollers.append(poller.start())
-                    # Stopped first (the list is unwound in reverse): no invocation starts during teardown.
-                    self._stoppers.append((f"poller {source.queue}", poller.stop))
+            self._start_pollers()
 
-        redrive = resource("SendQueue")["Properties"].get("RedrivePolicy", {})
+        redrive = resource(QUEUE)["Properties"].get("RedrivePolicy", {})
+        served = getattr(self._invoker, "specs", {})
         return StackInfo(
             pid=os.getpid(),
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -234,9 +252,9 @@ class LocalStack:
             functions=options.functions,
             region=REGION,
             sandbox_url=sandbox_server.url,
-            aws_endpoint_url=moto.url,
+            aws_endpoint_url=self.moto.url,
             control_url=front_server.url,
-            queue_url=resources.queue_url,
+            queue_url=resources.refs[QUEUE],
             dlq_url=resources.refs[DEAD_LETTER_QUEUE],
             tables={
                 "messages": resources.refs["MessagesTable"],
@@ -246,41 +264,90 @@ class LocalStack:
             webhook_credentials=dict(WEBHOOK_CREDENTIALS),
             ocelot_credentials=dict(OCELOT_CREDENTIALS),
             aws_credentials={
-                k.lower(): v for k, v in aws_environment(None).items() if "KEY" in k or "TOKEN" in k
+                k.lower(): v for k, v in aws_environment().items() if "KEY" in k or "TOKEN" in k
             },
             api_url=api_url,
             webhook_url=webhook_url,
-            function_env={k: v for k, v in function_env.items() if not k.startswith("AWS_")},
-            functions_served=sorted(invoker.specs) if invoker else [],
-            function_errors=dict(invoker.load_errors) if invoker else {},
             webhook_path=webhook_path,
+            function_env={k: v for k, v in function_env.items() if not k.startswith("AWS_")},
+            functions_served=sorted(served),
+            function_errors=dict(getattr(self._invoker, "load_errors", {})),
             sqs={
                 "visibility_timeout_seconds": options.visibility_timeout,
                 "max_receive_count": int(redrive.get("maxReceiveCount", 0)),
                 "batch_size": next((s.batch_size for spec in specs for s in spec.sqs_sources), None),
-                # The event source mappings, resolved: what a poller outside the stack needs.
+                # The event source mappings: the functions sam local start-lambda has to serve.
                 "sources": [
                     {
                         "function": spec.logical_id,
                         **asdict(source),
-                        "queue_url": resources.refs[source.queue],
-                        "queue_arn": resources.arns[source.queue],
+                        "queue_url": self._queues[source.queue][0],
                     }
                     for spec in specs
                     for source in spec.sqs_sources
                 ],
             },
             seed=options.seed,
-            aws_pid=getattr(moto, "pid", None),
+            aws_pid=self.moto.pid,
         )
+
+    def _start_pollers(self) -> None:
+        for spec in self._specs:
+            for source in spec.sqs_sources:
+                poller = SqsPoller(
+                    self._invoker,
+                    spec.logical_id,
+                    source,
+                    self.moto.url,
+                    self._queues[source.queue],
+                    REGION,
+                    self.options.visibility_timeout,
+                )
+                self._pollers.append(poller.start())
+
+    def _stop_pollers(self) -> None:
+        while self._pollers:
+            self._pollers.pop().stop()
+
+    def invoke_event_sources(self, invoke_url: str | None) -> dict[str, Any]:
+        """POST /_local/event-sources: the queue's messages go to the functions through this Lambda
+        Invoke API (sam local start-lambda), or nowhere (None). For a stack with `--functions none`."""
+        if self.options.functions != "none":
+            raise ValueError("this stack serves its functions itself")
+        if invoke_url is not None and not invoke_url.startswith("http://127.0.0.1:"):
+            raise ValueError(f"invoke_url must be http://127.0.0.1:<port>, got {invoke_url!r}")
+        with self._lock:
+            self._stop_pollers()
+            if self._invoker is not None:
+                self._invoker.close()
+                self._invoker = None
+            if invoke_url is not None:
+                self._invoker = EndpointInvoker(invoke_url, REGION)
+                self._start_pollers()
+        return self.invocations()
+
+    def invocations(self) -> dict[str, Any]:
+        history = self._invoker.history() if self._invoker is not None else []
+        return {"invocations": history, "pollers": [poller.status() for poller in self._pollers]}
+
+    def egress(self) -> dict[str, Any]:
+        """Where this process and moto's connected to (loopback only, or it was refused)."""
+        mine, moto = netguard.snapshot(), self.moto.control("egress", timeout=10)
+        destinations = Counter(mine["destinations"]) + Counter(moto["destinations"])
+        return {
+            "installed": mine["installed"] and moto["installed"],
+            "destinations": dict(destinations),
+            "violations": mine["violations"] + moto["violations"],
+        }
 
     def stop(self) -> None:
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
-        # Reverse order of start; one failing stop does not keep the others from running.
-        for name, stop in reversed(self._stoppers):
+            # Pollers first: no invocation starts during teardown; then the reverse order of start.
+            stoppers = [("pollers", self._stop_pollers), *reversed(self._stoppers)]
+        for name, stop in stoppers:
             try:
                 stop()
                 log.info("stopped %s", name)
@@ -288,52 +355,29 @@ class LocalStack:
                 log.exception("could not stop %s", name)
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("werkzeug", "botocore", "boto3", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _remove_if_ours(path: Path, pid: int) -> None:
-    try:
-        if path.name == PID_FILE and read_pid(path) != pid:
-            return
-        if path.name == STACK_FILE and StackInfo.load(path).pid != pid:
-            return
-        path.unlink()
-    except (OSError, ValueError, TypeError):
-        pass
+# ---- running it ----------------------------------------------------------------------------------
 
 
 def run_foreground(options: StackOptions, parent_pid: int | None) -> int:
     state_dir = options.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     pid_file, stack_file = state_dir / PID_FILE, state_dir / STACK_FILE
-    running = read_pid(pid_file)
-    if running and running != os.getpid() and is_stack_process(running):
+    running, my_pid = read_pid(pid_file), os.getpid()
+    if running and running != my_pid and is_stack_process(running):
         print(f"a local stack already runs from {state_dir} (pid {running}); `make local-down` stops it")
         return 2
-    my_pid = os.getpid()
     pid_file.write_text(f"{my_pid}\n")
     stack_file.unlink(missing_ok=True)
-
     stack = LocalStack(options)
-    stop_requested = threading.Event()
-    ready = threading.Event()
+    stop_requested, ready = threading.Event(), threading.Event()
 
     def cleanup() -> None:
         stack.stop()
-        _remove_if_ours(stack_file, my_pid)
-        _remove_if_ours(pid_file, my_pid)
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            if StackInfo.load(stack_file).pid == my_pid:
+                stack_file.unlink()
+        if read_pid(pid_file) == my_pid:
+            pid_file.unlink(missing_ok=True)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if stop_requested.is_set():
@@ -347,15 +391,13 @@ def run_foreground(options: StackOptions, parent_pid: int | None) -> int:
         signal.signal(signum, on_signal)
     atexit.register(cleanup)
     try:
-        info = stack.start()
-        info.write(stack_file)
+        stack.start().write(stack_file)
         ready.set()
-        log.info("ready: %s", stack_file)
         print(f"local stack ready (pid {my_pid}): {stack_file}", flush=True)
+        if parent_pid is not None:
+            stop_with_parent(parent_pid, stop_requested.set)
         while not stop_requested.wait(0.5):
-            if parent_pid is not None and not _alive(parent_pid):
-                log.info("parent %s is gone: stopping", parent_pid)
-                break
+            pass
     except KeyboardInterrupt:
         pass
     except Exception:
@@ -366,85 +408,140 @@ def run_foreground(options: StackOptions, parent_pid: int | None) -> int:
     return 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class StackStartError(RuntimeError):
+    pass
 
 
-def start_background(state_dir: Path, extra: Sequence[str], timeout: float) -> int:
-    stack_file, pid_file = state_dir / STACK_FILE, state_dir / PID_FILE
-    running = read_pid(pid_file)
-    if running and is_stack_process(running) and stack_file.exists():
-        print(f"local stack already running (pid {running})")
-        print_summary(StackInfo.load(stack_file))
-        return 0
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log_path = state_dir / LOG_FILE
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tools.local.stack", "up", "--state-dir", str(state_dir), *extra],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            # Its own session: a Ctrl-C in this terminal later does not reach it; `down` stops it.
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    try:
+class StackProcess:
+    """`python -m tools.local.stack up` as a child process, in a state directory of its own (so it never
+    collides with a stack a developer keeps running). Unless `detached` (`up --background`), the child
+    watches this process and stops by itself if we die without stopping it."""
+
+    def __init__(self, state_dir: Path, args: Sequence[str] = (), detached: bool = False) -> None:
+        self.state_dir = state_dir
+        self.args = list(args) + ([] if detached else ["--parent-pid", str(os.getpid())])
+        self.process: subprocess.Popen[bytes] | None = None
+        self.info: StackInfo | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / LOG_FILE
+
+    def start(self, timeout: float = 60.0) -> StackInfo:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        stack_file = self.state_dir / STACK_FILE
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tools.local.stack",
+                    "up",
+                    "--state-dir",
+                    str(self.state_dir),
+                    *self.args,
+                ],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # Its own session: a Ctrl-C in this terminal does not race our own orderly stop.
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                print(f"the local stack exited ({process.returncode}) while starting; log: {log_path}")
-                print(_tail(log_path))
-                return 1
-            if stack_file.exists() and StackInfo.load(stack_file).pid == process.pid:
-                print(f"local stack started in the background (pid {process.pid}); log: {log_path}")
-                print_summary(StackInfo.load(stack_file))
-                return 0
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait(15)
-        raise
-    print(f"the local stack was not ready within {timeout:.0f}s; stopping it. Log: {log_path}")
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    return 1
+            if self.process.poll() is not None:
+                raise StackStartError(f"the stack exited with {self.process.returncode}:\n{self.log_tail()}")
+            if stack_file.exists() and (info := StackInfo.load(stack_file)).pid == self.process.pid:
+                self.info = info
+                return info
+            time.sleep(0.05)
+        self.stop()
+        raise StackStartError(f"the stack was not ready within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`. Returns the exit code (None if never started)."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        return process.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def interrupt_on_signals() -> list[int]:
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt once, so a command's cleanup runs; a second
+    signal does not interrupt that cleanup. Returns the list the first signal number lands in.
+
+    Set explicitly: a shell starts background jobs with SIGINT ignored, and Ctrl-C must still stop us."""
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    return received
+
+
+def running_info(state_dir: Path) -> StackInfo | None:
+    pid = read_pid(state_dir / PID_FILE)
+    if pid and is_stack_process(pid) and (state_dir / STACK_FILE).exists():
+        return StackInfo.load(state_dir / STACK_FILE)
+    return None
+
+
+def start_background(state_dir: Path, args: Sequence[str], timeout: float) -> int:
+    info = running_info(state_dir)
+    if info is None:
+        stack = StackProcess(state_dir, args, detached=True)
+        try:
+            info = stack.start(timeout)
+        except StackStartError as error:
+            print(f"the local stack did not start; log: {stack.log_path}\n{error}")
+            return 1
+        except KeyboardInterrupt:
+            stack.stop()
+            raise
+        print(f"local stack started in the background (pid {info.pid}); log: {stack.log_path}")
+    else:
+        print(f"local stack already running (pid {info.pid})")
+    print_summary(info)
+    return 0
 
 
 def stop_background(state_dir: Path, timeout: float) -> int:
-    pid_file, stack_file = state_dir / PID_FILE, state_dir / STACK_FILE
-    pid = read_pid(pid_file)
-    if pid is None or not is_stack_process(pid):
-        for path in (pid_file, stack_file):
-            path.unlink(missing_ok=True)
-        print("no local stack running")
-        return 0
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and is_stack_process(pid):
-        time.sleep(0.1)
-    if is_stack_process(pid):
-        print(f"pid {pid} did not stop within {timeout:.0f}s: killing it")
-        os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
-    for path in (pid_file, stack_file):
-        path.unlink(missing_ok=True)
-    print(f"local stack stopped (pid {pid})")
+    pid = read_pid(state_dir / PID_FILE)
+    if pid is not None and is_stack_process(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and is_stack_process(pid):
+            time.sleep(0.1)
+        if is_stack_process(pid):
+            print(f"pid {pid} did not stop within {timeout:.0f}s: killing it")
+            os.kill(pid, signal.SIGKILL)
+    for name in (PID_FILE, STACK_FILE):
+        (state_dir / name).unlink(missing_ok=True)
+    print(f"local stack stopped (pid {pid})" if pid else "no local stack running")
     return 0
 
 
 def print_summary(info: StackInfo) -> None:
-    rows: Mapping[str, Any] = {
+    rows = {
         "api (POST /batches)": info.api_url or "(not served: --functions none)",
         "webhook": info.webhook_url or "(not served)",
         "Ocelot sandbox": info.sandbox_url,
@@ -460,13 +557,6 @@ def print_summary(info: StackInfo) -> None:
         print(f"  {name:<20} {value}")
     for function, error in info.function_errors.items():
         print(f"  WARNING: {function} does not load, its invocations fail: {error}")
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def _key_values(items: Sequence[str]) -> dict[str, str]:
@@ -485,19 +575,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--seed", type=int, default=0, help="the sandbox's seed")
     up.add_argument("--visibility-timeout", type=int, default=SQS_VISIBILITY_TIMEOUT)
     up.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter")
-    up.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="function environment override"
-    )
+    up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="function setting")
     up.add_argument(
         "--aws-backoff-scale",
         type=float,
         default=1.0,
         help="multiply botocore's retry waits in the stack by this (0 < x <= 1; the chaos run: 0.01)",
-    )
-    up.add_argument(
-        "--aws-process",
-        action="store_true",
-        help="serve moto from a child process (a second core) instead of threads of this one",
     )
     up.add_argument("--parent-pid", type=int, help="stop when this process is gone")
     up.add_argument("--ready-timeout", type=float, default=90.0)
@@ -509,24 +592,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "down":
         return stop_background(state_dir, timeout=20)
     if args.command == "status":
-        pid = read_pid(state_dir / PID_FILE)
-        if pid and is_stack_process(pid) and (state_dir / STACK_FILE).exists():
-            print(f"local stack running (pid {pid})")
-            print_summary(StackInfo.load(state_dir / STACK_FILE))
-            return 0
-        print("no local stack running")
-        return 3
+        info = running_info(state_dir)
+        print(f"local stack running (pid {info.pid})" if info else "no local stack running")
+        if info is None:
+            return 3
+        print_summary(info)
+        return 0
     if args.background:
-        extra = ["--functions", args.functions, "--seed", str(args.seed)]
-        extra += ["--visibility-timeout", str(args.visibility_timeout)]
-        for item in args.param:
-            extra += ["--param", item]
-        for item in args.env:
-            extra += ["--env", item]
-        extra += ["--aws-backoff-scale", str(args.aws_backoff_scale)]
-        extra += ["--aws-process"] if args.aws_process else []
-        return start_background(state_dir, extra, args.ready_timeout)
-    _configure_logging()
+        forwarded = ["--functions", args.functions, "--seed", str(args.seed)]
+        forwarded += ["--visibility-timeout", str(args.visibility_timeout)]
+        forwarded += ["--aws-backoff-scale", str(args.aws_backoff_scale)]
+        forwarded += [arg for item in args.param for arg in ("--param", item)]
+        forwarded += [arg for item in args.env for arg in ("--env", item)]
+        return start_background(state_dir, forwarded, args.ready_timeout)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     options = StackOptions(
         state_dir=state_dir,
         functions=args.functions,
@@ -535,7 +616,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parameters=_key_values(args.param),
         env=_key_values(args.env),
         aws_backoff_scale=args.aws_backoff_scale,
-        aws_process=args.aws_process,
     )
     return run_foreground(options, args.parent_pid)
 

@@ -88,7 +88,7 @@ def document(values: Mapping[str, str]) -> dict[str, dict[str, str]]:
 
 
 def from_stack(stack: Mapping[str, Any]) -> dict[str, str]:
-    """The variables for the functions from a `.local/stack.json` (tools/local/stackinfo.py)."""
+    """The variables for the functions from a `.local/stack.json` (tools/local/stack.py StackInfo)."""
     try:
         values = {str(k): str(v) for k, v in (stack.get("function_env") or {}).items()}
         values.update(

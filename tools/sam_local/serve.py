@@ -1,17 +1,16 @@
 """Serving the functions with `sam local`: the engine, the image and the build, then start-api and
 start-lambda as child processes that are ready when returned and leave nothing behind when stopped.
 
-Used by the sam_local tests (tests/sam_local/harness.py) and by `make demo SAM=1`
-(tools/local/demo.py). Everything SAM runs comes from `sam build`'s output (.aws-sam/build: the
-functions mounted at /var/task, the layer baked in at /opt/python); every address handed to SAM or to
-a function is 127.0.0.1, and the containers share the host's network so they reach the moto server
-and the Ocelot sandbox there.
+Used by the sam_local tests (tests/sam_local/harness.py) and by `make demo SAM=1` (tools/demo.py).
+Everything SAM runs comes from `sam build`'s output (.aws-sam/build: the functions mounted at
+/var/task, the layer baked in at /opt/python); every address handed to SAM or to a function is
+127.0.0.1, and the containers share the host's network so they reach the local stack there. The
+local stack is known only by its stack.json and its control routes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib.util
 import json
 import os
@@ -22,23 +21,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.local.client import StackClient
-from tools.local.lambdas import EndpointInvoker
-from tools.local.sqs_poller import SqsPoller, stack_pollers
-from tools.local.stackinfo import StackInfo
-from tools.sam_local.env_vars import ENDPOINT_VARIABLE, declared_names, document, for_sam, from_stack
-from tools.sam_local.env_vars import LOOPBACK as LOOPBACK
-from tools.template_resources import load_template
+import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tools.sam_local.env_vars import (
+    ENDPOINT_VARIABLE,
+    LOOPBACK,
+    declared_names,
+    document,
+    for_sam,
+    from_stack,
+)
+from tools.template_resources import ROOT, load_template
+
 BUILD_DIR = ROOT / ".aws-sam" / "build"
 BUILT_TEMPLATE = BUILD_DIR / "template.yaml"
-# Only while template.yaml does not declare AWS_ENDPOINT_URL; see endpoint_template().
-ENDPOINT_TEMPLATE_NAME = "template.endpoint.json"  # JSON is YAML: SAM reads it as a template
 TOOLS = ROOT / "tools" / "sam_local"
 # What `sam build` reads: a change to any of them makes the build stale.
 BUILD_INPUTS = (ROOT / "template.yaml", ROOT / "samconfig.toml", ROOT / "functions", ROOT / "layers")
@@ -50,17 +50,8 @@ FAKE_AWS = {
 }
 # Passed through to SAM from our environment; nothing else is (SAM hands any shell variable named
 # like a template variable to the functions, so the environment starts empty).
-PASSTHROUGH = (
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "TMPDIR",
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-    "DOCKER_CERT_PATH",
-    "DOCKER_TLS_VERIFY",
-    "PYENV_ROOT",
-)
+PASSTHROUGH: tuple[str, ...] = ("HOME", "LANG", "LC_ALL", "TMPDIR", "PYENV_ROOT")
+PASSTHROUGH += tuple(f"DOCKER_{name}" for name in ("HOST", "CONFIG", "CERT_PATH", "TLS_VERIFY"))
 
 
 class ProvisionError(RuntimeError):
@@ -156,7 +147,7 @@ def sam_environment(aws_endpoint_url: str | None, app_dir: Path) -> dict[str, st
 
     tools/sam_local/sam.py already keeps SAM off the network (no STS call, no version check);
     AWS_ENDPOINT_URL is there for anything else SAM might ask AWS. __SAM_CLI_APP_DIR keeps SAM's
-    own state (installation id, last version check) out of the developer's ~/.aws-sam.
+    own state (installation id) out of the developer's ~/.aws-sam.
     """
     env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     bin_dir = str(Path(sys.executable).parent)
@@ -177,11 +168,6 @@ def sam_environment(aws_endpoint_url: str | None, app_dir: Path) -> dict[str, st
         }
     )
     app_dir.mkdir(parents=True, exist_ok=True)
-    metadata = app_dir / "metadata.json"
-    if not metadata.exists():
-        metadata.write_text(
-            json.dumps({"telemetryEnabled": False, "lastVersionCheck": time.time() + 30 * 86400})
-        )
     return env
 
 
@@ -191,45 +177,10 @@ def sam_build(env: Mapping[str, str]) -> None:
         raise ProvisionError(f"sam build failed:\n{tail(result.stdout + result.stderr, 25)}")
 
 
-def endpoint_template(workdir: Path) -> tuple[Path, list[str]]:
-    """The built template to run, and the functions that do not declare AWS_ENDPOINT_URL.
-
-    SAM passes a function only the variables its template declares, and drops the rest of
-    --env-vars silently. While template.yaml does not declare AWS_ENDPOINT_URL, the functions would
-    call real AWS; so we run a copy of the BUILT template with that one declaration added to Globals,
-    its CodeUri/ContentUri made absolute so they still name the built artifacts. Once template.yaml
-    declares it, .aws-sam/build/template.yaml itself is used.
-    """
-    built = copy.deepcopy(load_template(BUILT_TEMPLATE))
-    missing = [name for name, names in declared_names(built).items() if ENDPOINT_VARIABLE not in names]
-    if not missing:
-        return BUILT_TEMPLATE, []
-    for spec in built.get("Resources", {}).values():
-        properties = spec.get("Properties") or {}
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(key), str) and not Path(properties[key]).is_absolute():
-                properties[key] = str(BUILD_DIR / properties[key])
-    variables = (
-        built.setdefault("Globals", {})
-        .setdefault("Function", {})
-        .setdefault("Environment", {})
-        .setdefault("Variables", {})
-    )
-    variables[ENDPOINT_VARIABLE] = ""
-    overlay = workdir / ENDPOINT_TEMPLATE_NAME
-    built["Description"] = (
-        f"{BUILT_TEMPLATE} plus Globals.Function.Environment.Variables.{ENDPOINT_VARIABLE} "
-        "(tools/sam_local/serve.py; see docs/sam-local.md)"
-    )
-    overlay.write_text(json.dumps(built, indent=1))
-    return overlay, missing
-
-
 @dataclass(frozen=True)
 class Provisioned:
     image: str
-    template: Path
-    undeclared_endpoint: list[str]  # functions whose built template lacks AWS_ENDPOINT_URL
+    template: Path = BUILT_TEMPLATE
 
 
 def provision(workdir: Path, *, start_missing_engine: bool) -> Provisioned:
@@ -246,8 +197,16 @@ def provision(workdir: Path, *, start_missing_engine: bool) -> Provisioned:
     image = ensure_image()
     if not build_is_fresh():
         sam_build(sam_environment(None, workdir / "sam-cli"))
-    template, missing = endpoint_template(workdir)
-    return Provisioned(image, template, missing)
+    # SAM passes a function only the variables its template declares: without this one, boto3 in the
+    # functions would call real AWS instead of the local stack.
+    undeclared = [
+        f
+        for f, names in declared_names(load_template(BUILT_TEMPLATE)).items()
+        if ENDPOINT_VARIABLE not in names
+    ]
+    if undeclared:
+        raise ProvisionError(f"template.yaml must declare {ENDPOINT_VARIABLE} for {', '.join(undeclared)}")
+    return Provisioned(image)
 
 
 def free_port() -> int:
@@ -423,43 +382,44 @@ class SamServer:
 
 @dataclass
 class ServedStack:
-    info: StackInfo  # the stack's, with api_url/webhook_url on start-api
-    api: SamServer
-    lambdas: SamServer
-    pollers: list[SqsPoller]
+    api: SamServer  # every HTTP route, POST /batches and the webhook the sandbox calls back
+    lambdas: SamServer  # the event source mappings' functions, invoked by the stack's poller
+    webhook_url: str
 
 
 @contextlib.contextmanager
-def serve_stack(info: StackInfo, provisioned: Provisioned, workdir: Path) -> Iterator[ServedStack]:
-    """The functions of a `--functions none` stack served by sam local: start-api for the HTTP
-    routes (POST /batches and the webhook the sandbox calls back), start-lambda for the event source
-    mappings, driven by the stack's own SqsPoller through EndpointInvoker. On exit everything started
-    here is stopped, pollers first, and no container is left."""
-    if info.functions != "none" or not info.webhook_path:
-        raise ProvisionError(
-            f"the stack serves its functions itself ({info.functions}): start it with --functions none"
-        )
+def serve_stack(stack: Mapping[str, Any], provisioned: Provisioned, workdir: Path) -> Iterator[ServedStack]:
+    """The functions of a `--functions none` local stack (its stack.json) served by sam local:
+    start-api for the HTTP routes, start-lambda for the functions its queue feeds. The sandbox is
+    told to call start-api back, and the stack's poller to invoke through start-lambda. On exit
+    everything started here is stopped, the poller first, and no container is left."""
+    if stack["functions"] != "none" or not stack.get("webhook_path"):
+        raise ProvisionError("the stack serves its functions itself: start it with --functions none")
     workdir.mkdir(parents=True, exist_ok=True)
     sam = SamLocal(
         provisioned.image,
         provisioned.template,
-        sam_environment(info.aws_endpoint_url, workdir / "sam-cli"),
+        sam_environment(stack["aws_endpoint_url"], workdir / "sam-cli"),
         workdir,
     )
     # What the in-process functions get (function_env, the stack's resources, AWS on moto), as a
     # --env-vars file holding only the names the template declares.
-    variables, _dropped = for_sam(from_stack(info.to_json()))
-    consumers = sorted({str(source["function"]) for source in info.sqs.get("sources", [])})
+    variables, _dropped = for_sam(from_stack(stack))
+    consumers = sorted({str(source["function"]) for source in stack["sqs"].get("sources", [])})
+    event_sources = f"{stack['control_url']}/_local/event-sources"
     with contextlib.ExitStack() as started:
         api = started.enter_context(sam.start_api(variables, free_port()))
         lambdas = started.enter_context(sam.start_lambda(variables, free_port(), consumers))
-        served = replace(info, api_url=api.url, webhook_url=f"{api.url}{info.webhook_path}")
-        with StackClient(served) as client:
-            client.sandbox_config(webhook_url=served.webhook_url)
-        invoker = EndpointInvoker(lambdas.url, info.region)
-        started.callback(invoker.close)
-        pollers = stack_pollers(served, invoker)
-        for poller in pollers:
-            started.callback(poller.stop)
-            poller.start()
-        yield ServedStack(served, api, lambdas, pollers)
+        webhook_url = f"{api.url}{stack['webhook_path']}"
+        _post(f"{stack['sandbox_url']}/_sandbox/config", {"webhook_url": webhook_url})
+        _post(event_sources, {"invoke_url": lambdas.url})
+        started.callback(_post, event_sources, {"invoke_url": None}, quiet=True)
+        yield ServedStack(api, lambdas, webhook_url)
+
+
+def _post(url: str, body: Any, quiet: bool = False) -> None:
+    try:
+        requests.post(url, json=body, timeout=30).raise_for_status()
+    except requests.RequestException:
+        if not quiet:  # stopping: a stack already gone has nothing left to stop
+            raise

@@ -7,8 +7,8 @@ cover every scripted outcome), shows the callbacks arriving, prints one line per
 Everything is time-bound, and what it started it stops, also on Ctrl-C.
 
 With --sam (`make demo SAM=1`) the stack serves no functions itself (`--functions none`): `sam local
-start-api` serves the API and the webhook, `sam local start-lambda` the queue's function (through the
-same SqsPoller), in containers of the Lambda image; the driver below is the same.
+start-api` serves the API and the webhook, `sam local start-lambda` the queue's function (the stack's
+poller invokes it there), in containers of the Lambda image; the driver below is the same.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ocelot_sms.observability import mask_phone
-from tools.local import ROOT, netguard
+from tools.local import netguard
 from tools.local.client import MessageReport, SentMessage, StackClient, WaitTimeout, wait_for
-from tools.local.process import StackProcess, StackStartError, interrupt_on_signals
-from tools.local.stackinfo import StackInfo
+from tools.local.stack import StackInfo, StackProcess, StackStartError, interrupt_on_signals
 from tools.sam_local import serve
+from tools.template_resources import ROOT
 
 # The sandbox's script: last four digits -> final status (see tools/local/sandbox.py).
 SUFFIXES = ("0001", "0002", "0003", "0010", "0011", "0012", "0013", "0014", "0015", "0016")
@@ -217,17 +218,17 @@ def serve_with_sam(
     """The functions of a `--functions none` stack served by sam local; what is started here,
     `resources` stops. Returns the stack's info with start-api as API and webhook."""
     note(f"sam local: starting start-api and start-lambda (image {provisioned.image}, warm containers) ...")
-    served = resources.enter_context(serve.serve_stack(info, provisioned, workdir))
+    served = resources.enter_context(serve.serve_stack(info.to_json(), provisioned, workdir))
+    consumers = ", ".join(sorted({s["function"] for s in info.sqs["sources"]}))
     note(
         f"functions served by sam local: start-api {served.api.url}, start-lambda {served.lambdas.url} "
-        f"(SQS poller -> {', '.join(p.status()['function'] for p in served.pollers)}; "
-        f"logs: {served.api.log_path}, {served.lambdas.log_path})"
+        f"(SQS poller -> {consumers}; logs: {served.api.log_path}, {served.lambdas.log_path})"
     )
-    return served.info
+    return replace(info, api_url=served.api.url, webhook_url=served.webhook_url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.local.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__)
     parser.add_argument("--stack-file", type=Path, help="use this running stack instead of starting one")
     parser.add_argument("--state-dir", type=Path, default=ROOT / ".local" / "demo")
     parser.add_argument("--seed", type=int, default=7)
