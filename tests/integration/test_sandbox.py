@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from ocelot_sms.contract import SEND_PATH, SendResponse, parse_callback
+from ocelot_sms.contract import SEND_PATH, SendResponse, read_callback
 from ocelot_sms.delivery import DeliveryStatus
 from tools.local.sandbox import LIFECYCLES, Sandbox, SandboxConfig
 from tools.local.serving import ServerThread
@@ -125,7 +124,7 @@ def test_accepts_with_uuid_ids_and_follows_the_script(served: Served) -> None:
     assert [m.external_id for m in accepted.messages] == [f"ref-{i}" for i in range(4)]
     assert served.sandbox.wait_idle(10)
 
-    events = [e for _, _, body in served.webhook.received for e in parse_callback(json.loads(body))]
+    events = [e for _, _, body in served.webhook.received for e in read_callback(body).events]
     by_message: dict[str, list[str]] = {}
     for event in sorted(events, key=lambda e: e.instant or datetime.min):
         assert event.batch_id == accepted.batch_id
