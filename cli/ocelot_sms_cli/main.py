@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Concatenate
 from urllib.parse import quote
@@ -453,6 +453,43 @@ def _operator_errors() -> Iterator[None]:
         yield
     except DomainError as error:
         raise click.ClickException(str(error)) from error
+
+
+@cli.group("webhook-credentials")
+def webhook_credentials() -> None:
+    """The credentials Ocelot presents to the webhook."""
+
+
+@webhook_credentials.command("rotate")
+@click.option(
+    "--overlap",
+    default=24,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Hours the current credentials keep working: the time to change Ocelot's configuration.",
+)
+@pass_target
+def webhook_credentials_rotate(target: Target, overlap: int) -> None:
+    """New webhook credentials; the current ones keep working for --overlap hours."""
+    from ocelot_sms_cli.webhook_credentials import rotate
+
+    if not target.webhook_secret_id:
+        raise click.ClickException("this stack names no webhook secret (output WebhookSecretId)")
+    value = rotate(
+        target.client("secretsmanager"), target.webhook_secret_id, timedelta(hours=overlap), datetime.now(UTC)
+    )
+    lines = [f"username: {value['username']}", f"password: {value['password']}"]
+    if "token" in value:
+        lines.append(f"token:    {value['token']}  (the webhook URL's ?token=)")
+    until = value.get("previous", {}).get("acceptedUntil")
+    if until:
+        lines += [
+            f"Set these in Ocelot's Admin Portal (Integrations > Ocelot API) before {until}:",
+            "until then the previous credentials are accepted too.",
+        ]
+    for line in lines:
+        # Never wrapped: an operator copies these.
+        console.print(line, soft_wrap=True)
 
 
 def main() -> None:
