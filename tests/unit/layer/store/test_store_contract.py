@@ -29,8 +29,8 @@ from ocelot_sms.store import (
     SendRecord,
     StateChange,
     Store,
+    dynamodb,
 )
-from ocelot_sms.store import dynamodb
 from ocelot_sms.store.codec import MAX_STORED_BODY, RAW_HEAD_BYTES
 from tests.unit.fakes import MemoryStore
 from tests.unit.layer.store.support import RAW, T0, event, raw, status
