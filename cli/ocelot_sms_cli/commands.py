@@ -148,8 +148,8 @@ def _preview(api: Api, send_plan: SendPlan, show_numbers: bool, out: Console) ->
             raise _stopped(send_plan, outcome)
         recipients = len({m.to for m in part.messages})
         out.print(
-            f"{_part_name(send_plan, part)}: {len(part.messages):,} messages to {recipients:,} recipients "
-            f"in {outcome.chunks} chunk(s) to Ocelot"
+            f"{_part_name(send_plan, part)}: {views.count(len(part.messages), 'message')} to "
+            f"{views.count(recipients, 'recipient')} in {views.count(outcome.chunks, 'chunk')} to Ocelot"
         )
         preview = outcome.answer.get("preview") or []
         if preview:
@@ -191,7 +191,7 @@ def _submit(api: Api, send_plan: SendPlan, via: str, before: Earlier, out: Conso
                 current_target().client("sqs"),
                 current_target().queue_url,
                 send_plan,
-                lambda part: done(part, f"queued ({len(part.messages):,} messages)"),
+                lambda part: done(part, f"queued ({views.count(len(part.messages), 'message')})"),
             )
             return outcomes
         for part in send_plan.parts:
@@ -262,8 +262,8 @@ def _conclude(
         )
         return
     out.print(
-        f"done: {send_plan.message_count:,} messages of send {send_id} accepted by Ocelot in "
-        f"{len(send_plan.parts)} part(s); follow them with {look} (or send with --wait)"
+        f"done: {views.count(send_plan.message_count, 'message')} of send {send_id} accepted by Ocelot in "
+        f"{views.count(len(send_plan.parts), 'part')}; follow them with {look} (or send with --wait)"
     )
 
 

@@ -5,7 +5,7 @@ them, so the view polls the status API rather than expecting them at once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -57,12 +57,10 @@ def follow(
     send_id: str,
     timeout: float,
     out: Console,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
 ) -> Followed:
     """Poll the send until it is finished or `timeout` seconds have passed, showing its progress: live
     on a terminal, a line per change when piped."""
-    started = clock()
+    started = time.monotonic()
     view: dict[str, Any] | None = None
     last_line = ""
     live = Live(Text(progress_line(None, 0)), console=out, auto_refresh=False) if out.is_terminal else None
@@ -72,7 +70,7 @@ def follow(
                 view = api.get(f"/sends/{quoted(send_id)}", {"limit": 0})
             except NotFoundError:
                 view = None  # queued parts the Sender has not taken yet
-            waited = clock() - started
+            waited = time.monotonic() - started
             line = progress_line(view, waited)
             if live is not None:
                 live.update(Text(line), refresh=True)
@@ -83,4 +81,4 @@ def follow(
             if finished or waited >= timeout:
                 return Followed(view, finished, waited)
             messages = view["messageCount"] if view else 0
-            sleep(min(MAX_INTERVAL, max(MIN_INTERVAL, messages / 1000), max(0.0, timeout - waited)))
+            time.sleep(min(MAX_INTERVAL, max(MIN_INTERVAL, messages / 1000), max(0.0, timeout - waited)))

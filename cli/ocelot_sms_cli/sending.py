@@ -15,6 +15,7 @@ import requests
 from ocelot_sms.models import REQUEST_ID_PATTERN, OutgoingMessage
 from ocelot_sms_cli.api import Api, NotFoundError, error_message, quoted
 from ocelot_sms_cli.exits import Exit, Failure
+from ocelot_sms_cli.views import count
 
 SQS_BATCH = 10
 # SendMessageBatch carries at most 1 MiB in all; each message at most the queue's MaximumMessageSize
@@ -152,6 +153,7 @@ def interpret(part: Part, response: requests.Response) -> PartOutcome:
             Exit.UNKNOWN,
             "the API stopped waiting (504) while it was being sent: its outcome is not known yet; run the "
             "same command again in a minute to see it (nothing is sent twice)",
+            unknown=len(part.messages),
         )
     retry = response.headers.get("Retry-After")
     return PartOutcome(
@@ -171,7 +173,7 @@ def _sent(part: Part, status: int, body: dict[str, Any]) -> PartOutcome:
     accepted = sum(1 for m in messages if m.get("messageId"))
     unknown = len(messages) - accepted
     if status == 201 and not unknown:
-        line = f"{accepted:,} message{'s' if accepted != 1 else ''} accepted by Ocelot"
+        line = f"{count(accepted, 'message')} accepted by Ocelot"
         return PartOutcome(part, Exit.DONE, line, accepted, 0, len(chunks), body)
     reasons = sorted({c.get("reason") or "" for c in chunks if c.get("status") == "unknown"} - {""})
     line = (

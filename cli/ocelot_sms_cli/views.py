@@ -66,6 +66,11 @@ def number(value: int) -> str:
     return f"{value:,}"
 
 
+def count(value: int, noun: str) -> str:
+    """ "1 message", "2,500 messages"."""
+    return f"{value:,} {noun}{'' if value == 1 else 's'}"
+
+
 def ordered_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
     known = [(s, counts[s]) for s in STATUS_ORDER if counts.get(s)]
     return known + sorted((s, n) for s, n in counts.items() if s not in STATUS_ORDER and n)
