@@ -87,7 +87,7 @@ def stack_api(http: responses.RequestsMock, ocelot: FakeOcelot) -> list[str]:
         asked.append(f"{request.method} {url.path}" + (f"?{url.query}" if url.query else ""))
         if request.method == "POST":
             event = with_body(load_event("api_post_batch"), json.loads(request.body or b"{}"))
-            response = dict(sender_handler.lambda_handler(event, FakeContext()))  # type: ignore[arg-type]
+            response = dict(sender_handler.lambda_handler(event, FakeContext()))
         else:
             response = status_handler.lambda_handler(status_event(url), FakeContext())  # type: ignore[arg-type]
         return response["statusCode"], response.get("headers") or {}, response["body"]

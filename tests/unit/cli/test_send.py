@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -299,7 +298,7 @@ def callbacks_while_waiting(monkeypatch: pytest.MonkeyPatch) -> list[list[dict[s
         if script:
             deliver(script.pop(0), f"d-{len(script)}")
 
-    monkeypatch.setattr(follow.time, "sleep", pause)
+    monkeypatch.setattr("ocelot_sms_cli.follow.time.sleep", pause)
     return script
 
 
@@ -350,8 +349,8 @@ def test_wait_gives_up_at_the_timeout_with_exit_3(
     tmp_path: Path, target: Target, stack_api: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = iter(range(0, 10_000, 7))
-    monkeypatch.setattr(follow.time, "monotonic", lambda: float(next(clock)))
-    monkeypatch.setattr(follow.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr("ocelot_sms_cli.follow.time.monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("ocelot_sms_cli.follow.time.sleep", lambda seconds: None)
     result = send(rows_csv(tmp_path, 2), "slow", "--wait", "--timeout", "20")
     ended(result, Exit.UNKNOWN, "still waiting after 21s: 2 message(s) of send slow are not final yet")
 
@@ -360,8 +359,8 @@ def test_wait_on_the_queue_waits_for_the_sender_to_take_the_parts(
     tmp_path: Path, target: Target, stack_api: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given nothing takes the queued parts
-    monkeypatch.setattr(follow.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr("ocelot_sms_cli.follow.time.sleep", lambda seconds: None)
     clock = iter(range(0, 100, 5))
-    monkeypatch.setattr(follow.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("ocelot_sms_cli.follow.time.monotonic", lambda: float(next(clock)))
     result = send(rows_csv(tmp_path, 1), "q", "--via", "sqs", "--wait", "--timeout", "9")
     ended(result, Exit.UNKNOWN, "waiting for the Sender to take the first part", "still waiting after 10s")

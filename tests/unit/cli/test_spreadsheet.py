@@ -159,7 +159,7 @@ def test_a_missing_column_names_the_option_and_lists_the_columns(tmp_path: Path)
         Failure, match=r"no column 'to' for the recipients' numbers: name it with --to-column"
     ):
         read_messages(sheet, Columns(), "US")
-    with pytest.raises(Failure, match="no column 'phone' .* --ref-column"):
+    with pytest.raises(Failure, match=r"no column 'phone' .* --ref-column"):
         read_messages(sheet, Columns(to="Mobile Phone", template="x", ref="phone"), "US")
 
 
