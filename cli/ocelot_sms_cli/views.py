@@ -132,7 +132,37 @@ def print_send(view: Mapping[str, Any], show_numbers: bool, out: Console) -> Non
             f"part {chunk.get('part', 1)} ({chunk.get('requestId', send_id)}) chunk {chunk['index']}: "
             f"{chunk['size']} messages with an unknown outcome: {chunk.get('reason') or '-'}"
         )
-    out.print(messages_table(view["messages"], show_numbers, several_parts=view["partCount"] > 1))
+    several = view["partCount"] > 1
+    table = messages_table(view["messages"], show_numbers, several_parts=several)
+    print_fitting(out, table, (message_lines(row, show_numbers, several) for row in view["messages"]))
+
+
+def print_fitting(out: Console, table: Table, blocks: Iterable[Sequence[str]]) -> None:
+    """The table if the terminal is wide enough for its narrowest form (ids and times whole, other text
+    folded no narrower than its column's minimum); otherwise one block of lines per row."""
+    if out.measure(table, options=out.options.update_width(PIPE_WIDTH)).minimum <= out.width:
+        out.print(table)
+        return
+    for block in blocks:
+        first, *rest = block
+        out.print(first)
+        for line in rest:
+            out.print(f"    {line}")
+
+
+def message_lines(row: Mapping[str, Any], show_numbers: bool, several_parts: bool) -> list[str]:
+    where = f"row {row.get('position') or row['index'] + 1}" + (
+        f", part {row.get('part', 1)}" if several_parts else ""
+    )
+    lines = [
+        f"{where} · ref {row.get('ref') or '-'} · {recipient(row.get('to'), show_numbers)} · {row['status']}",
+        f"last event {row.get('statusAt') or '-'}",
+    ]
+    if error_text(row):
+        lines.append(f"error {error_text(row)}")
+    if row.get("messageId"):
+        lines.append(f"Ocelot message id {row['messageId']}")
+    return lines
 
 
 def messages_table(rows: Sequence[Mapping[str, Any]], show_numbers: bool, several_parts: bool) -> Table:
@@ -140,12 +170,12 @@ def messages_table(rows: Sequence[Mapping[str, Any]], show_numbers: bool, severa
     columns = [
         Column("row", justify="right"),
         *([Column("part", justify="right")] if several_parts else []),
-        Column("ref", overflow="fold"),
+        Column("ref", overflow="fold", min_width=6),
         Column("recipient", no_wrap=True),
         Column("status", no_wrap=True),
-        Column("error", overflow="fold"),
-        Column("last event", no_wrap=True, min_width=20),
-        Column("Ocelot message id", overflow="fold"),
+        Column("error", overflow="fold", min_width=16),
+        Column("last event", no_wrap=True),
+        Column("Ocelot message id", no_wrap=True),
     ]
     table = Table(*columns)
     for row in rows:
@@ -206,14 +236,15 @@ def masked_view(view: Mapping[str, Any], show_numbers: bool) -> dict[str, Any]:
 
 def print_sends(sends: Sequence[Mapping[str, Any]], out: Console) -> None:
     table = Table(
-        Column("send id", overflow="fold"),
-        Column("created", no_wrap=True, min_width=20),
+        # As --wait counts them: accepted (on its way), delivered, failed (not delivered), unknown.
+        Column("send id", no_wrap=True),
+        Column("created", no_wrap=True),
         Column("parts", justify="right"),
         Column("messages", justify="right"),
-        Column("in flight", justify="right"),
+        Column("accepted", justify="right"),
         Column("delivered", justify="right"),
-        Column("not delivered", justify="right"),
-        Column("no outcome", justify="right"),
+        Column("failed", justify="right"),
+        Column("unknown", justify="right"),
     )
     for send in sends:
         counts = send["counts"]
@@ -230,7 +261,15 @@ def print_sends(sends: Sequence[Mapping[str, Any]], out: Console) -> None:
             number(sum(counts.get(s, 0) for s in NOT_DELIVERED)),
             number(sum(counts.get(s, 0) for s in NO_OUTCOME)),
         )
-    out.print(table)
+    blocks = (
+        [
+            f"{s['sendId']} · {count(s['partCount'], 'part')} · {count(s['messageCount'], 'message')}",
+            f"created {s.get('createdAt') or '-'}",
+            summary(s["counts"]),
+        ]
+        for s in sends
+    )
+    print_fitting(out, table, blocks)
     out.print(f"{len(sends)} send(s), newest first")
 
 
@@ -259,20 +298,24 @@ def print_message(view: Mapping[str, Any], show_numbers: bool, out: Console) -> 
         f"recipient {recipient(view.get('to'), show_numbers)}"
     )
     table = Table(
-        Column("event time", no_wrap=True, min_width=20),
+        Column("event time", no_wrap=True),
         Column("status", no_wrap=True),
-        Column("event id", overflow="fold"),
-        Column("received", no_wrap=True, min_width=20),
+        Column("event id", no_wrap=True),
+        Column("received", no_wrap=True),
     )
+    blocks = []
     for event in view["history"]:
         status = event["status"] or "-"
-        table.add_row(
-            event.get("eventTime") or "-",
-            status if event.get("understood", True) else f"{status} (not understood)",
-            event["eventId"],
-            event.get("receivedAt") or "-",
+        shown = status if event.get("understood", True) else f"{status} (not understood)"
+        table.add_row(event.get("eventTime") or "-", shown, event["eventId"], event.get("receivedAt") or "-")
+        blocks.append(
+            [
+                f"{event.get('eventTime') or '-'} · {shown}",
+                f"event {event['eventId']}",
+                f"received {event.get('receivedAt') or '-'}",
+            ]
         )
-    out.print(table)
+    print_fitting(out, table, blocks)
 
 
 def history_csv(view: Mapping[str, Any]) -> Iterable[list[str]]:
