@@ -181,9 +181,10 @@ def _submit(api: Api, send_plan: SendPlan, via: str, before: Earlier, out: Conso
     ) as progress:
         task = progress.add_task("sending", total=send_plan.message_count)
 
-        def done(part: Part, line: str) -> None:
-            earlier_note = " (sent before: nothing sent again)" if part.number in before.complete else ""
-            progress.console.print(f"{_part_name(send_plan, part)}: {line}{earlier_note}")
+        def done(part: Part, line: str, stopped: bool = False) -> None:
+            if part.number in before.complete and not stopped:
+                line = f"already sent: {line}; nothing sent again"
+            progress.console.print(f"{_part_name(send_plan, part)}: {line}")
             progress.advance(task, len(part.messages))
 
         if via == "sqs":
@@ -197,7 +198,7 @@ def _submit(api: Api, send_plan: SendPlan, via: str, before: Earlier, out: Conso
         for part in send_plan.parts:
             outcome = post_part(api, send_plan, part, dry_run=False)
             outcomes.append(outcome)
-            done(part, outcome.line)
+            done(part, outcome.line, stopped=outcome.code in STOPPING)
             if outcome.code in STOPPING:
                 break
     return outcomes
@@ -249,10 +250,12 @@ def _conclude(
     unknown = sum(o.unknown for o in outcomes)
     again = len(before.complete) == len(send_plan.parts)
     if unknown:
-        prefix = "nothing was sent again, and " if again else f"sent {send_plan.message_count - unknown:,}; "
+        accepted = send_plan.message_count - unknown
+        prefix = "nothing was sent again; " if again else f"{accepted:,} accepted by Ocelot; "
         raise Failure(
-            f"{prefix}{unknown:,} message(s) of send {send_id} have an unknown outcome (Ocelot may or may "
-            f"not have them; never re-sent automatically): see {look} and `ocelot-sms reconcile list`",
+            f"{prefix}{unknown:,} message(s) of send {send_id} have an unknown outcome: Ocelot may or may "
+            f"not have them, and they are never re-sent automatically; see {look} and "
+            "`ocelot-sms reconcile list`",
             Exit.UNKNOWN,
         )
     if again:

@@ -46,4 +46,10 @@ class Failure(click.ClickException):
         self.code = code
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(self.format_message(), err=True, file=file)
+        """On stderr: wrapped between words on a terminal, one line when redirected."""
+        from ocelot_sms_cli.views import console
+
+        if file is not None:
+            click.echo(self.format_message(), file=file)
+            return
+        console(stderr=True).print(self.format_message())

@@ -63,7 +63,11 @@ def follow(
     started = time.monotonic()
     view: dict[str, Any] | None = None
     last_line = ""
-    live = Live(Text(progress_line(None, 0)), console=out, auto_refresh=False) if out.is_terminal else None
+    live = (
+        Live(Text(f"{send_id}: reading its status"), console=out, auto_refresh=False)
+        if out.is_terminal
+        else None
+    )
     with live or nullcontext():
         while True:
             try:

@@ -68,7 +68,12 @@ def test_the_same_file_again_sends_nothing_again_and_says_so(
     ended(send(csv_file, "again", "--per-request", "2"), Exit.DONE)
     sent = len(ocelot.sent)
     result = send(csv_file, "again", "--per-request", "2")
-    ended(result, Exit.DONE, "(sent before: nothing sent again)", "nothing was sent again: send again was")
+    ended(
+        result,
+        Exit.DONE,
+        "already sent: 2 messages accepted by Ocelot; nothing sent again",
+        "nothing was sent again: send again was",
+    )
     assert len(ocelot.sent) == sent
 
 
@@ -83,7 +88,7 @@ def test_an_unknown_outcome_exits_3_and_points_to_reconcile(
     assert "`ocelot-sms reconcile list`" in result.stderr
     # And a rerun sends nothing again and still says the outcome is unknown
     again = send(rows_csv(tmp_path, 4), "unsure")
-    ended(again, Exit.UNKNOWN, "nothing was sent again, and 2 message(s)")
+    ended(again, Exit.UNKNOWN, "nothing was sent again; 2 message(s)")
 
 
 def test_a_rejection_exits_4_and_stops_before_the_next_parts(
