@@ -90,9 +90,10 @@ def in_terminal(
     snapshots: list[str] = []
     while True:
         try:
-            stream.feed(child.read_nonblocking(65536, timeout=timeout))
+            data = child.read_nonblocking(65536, timeout=timeout)  # bytes: spawned without an encoding
         except pexpect.EOF:
             break
+        stream.feed(data if isinstance(data, bytes) else data.encode())
         shown = _text(screen)
         if not snapshots or snapshots[-1] != shown:
             snapshots.append(shown)
@@ -319,25 +320,31 @@ def test_queued_without_wait_exits_3(client: StackClient, checkout: Path) -> Non
     assert "nothing is confirmed yet" in shown.flat
 
 
-def test_a_rejection_exits_4(client: StackClient, checkout: Path) -> None:
+@pytest.mark.parametrize(
+    ("rule", "code", "said"),
+    [
+        (
+            {"status": 400, "message": "Phone number is not active"},
+            Exit.REJECTED,
+            "Ocelot rejected it: Phone number is not active",
+        ),
+        ({"status": 503}, Exit.UNAVAILABLE, "unavailable (HTTP 503"),
+    ],
+    ids=["rejected", "unavailable"],
+)
+def test_ocelot_refusing_or_unavailable_has_its_exit_code(
+    client: StackClient, checkout: Path, rule: dict[str, Any], code: Exit, said: str
+) -> None:
+    # Given Ocelot answers this recipient's requests with `rule` (400: refused; 503: busy, every retry)
     numbers = recipients("0010")
-    client.sandbox_config(
-        fail_recipients={numbers[0]: {"status": 400, "message": "Phone number is not active"}}
-    )
+    client.sandbox_config(fail_recipients={numbers[0]: rule})
+    csv_file = export(checkout, numbers)
     shown = in_terminal(
-        [
-            "--local",
-            "send",
-            str(export(checkout, numbers)),
-            "--send-id",
-            request_id("no"),
-            *MAPPING,
-            *TEMPLATE,
-        ],
-        cwd=checkout,
+        ["--local", "send", str(csv_file), "--send-id", request_id("no"), *MAPPING, *TEMPLATE], cwd=checkout
     )
-    assert shown.code == Exit.REJECTED, shown.screen
-    assert "Ocelot rejected it: Phone number is not active" in shown.flat
+    assert shown.code == code, shown.screen
+    assert said in shown.flat
+    assert "run the same command again" in shown.flat
 
 
 def test_a_send_id_used_for_other_messages_exits_5(client: StackClient, checkout: Path) -> None:
@@ -355,26 +362,6 @@ def test_a_send_id_used_for_other_messages_exits_5(client: StackClient, checkout
     flat = other.flat
     assert f"send id '{send_id}' was used before for other messages" in flat
     assert f"see what it holds with `ocelot-sms status {send_id}`" in flat
-
-
-def test_ocelot_unavailable_exits_6(client: StackClient, checkout: Path) -> None:
-    numbers = recipients("0010")
-    client.sandbox_config(fail_recipients={numbers[0]: {"status": 503}})
-    shown = in_terminal(
-        [
-            "--local",
-            "send",
-            str(export(checkout, numbers)),
-            "--send-id",
-            request_id("busy"),
-            *MAPPING,
-            *TEMPLATE,
-        ],
-        cwd=checkout,
-    )
-    assert shown.code == Exit.UNAVAILABLE, shown.screen
-    assert "unavailable (HTTP 503" in shown.flat
-    assert "Later, run the same command again" in shown.flat
 
 
 # ---- setup: one line, never a traceback ---------------------------------------------------------------
