@@ -7,11 +7,14 @@ import csv
 import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 import requests
+from rich.console import Console
 
+from ocelot_sms_cli import views
 from ocelot_sms_cli.exits import Exit
 from ocelot_sms_cli.target import Target
 from tests.unit.support.cli import ended, rows_csv, run
@@ -177,3 +180,30 @@ def test_a_send_from_a_file_is_shown_whole(tmp_path: Path, target: Target, stack
         "f-p0001",
         "f-p0002",
     ]
+
+
+@pytest.fixture
+def narrow_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal of 70 columns: too narrow for the messages', sends' and events' tables."""
+
+    def narrow(stderr: bool = False) -> Console:
+        return Console(file=sys.stderr if stderr else sys.stdout, width=70, markup=False, highlight=False)
+
+    monkeypatch.setattr(views, "console", narrow)
+
+
+def test_a_narrow_terminal_shows_each_row_as_a_block_never_squeezed(
+    shown_send: dict[str, str], narrow_terminal: None
+) -> None:
+    # When a send, the list of sends and a message's history are shown 70 columns wide
+    status = run("--local", "status", "fall")
+    sends = run("--local", "sends")
+    history = run("--local", "status", "--message", shown_send["ref-1"])
+    # Then each message, send and event is a block of whole lines: ids and times are never cut
+    ended(status, Exit.DONE, "row 2, part 1 · ref ref-1 · ********0001 · failed")
+    assert f"    Ocelot message id {shown_send['ref-1']}" in status.output
+    assert "    error 30008: Unknown error" in status.output
+    assert "    last event 2026-11-26T16:00:05.123456Z" in status.output
+    ended(sends, Exit.DONE, "fall · 2 parts · 5 messages", "delivered 1 · failed 1 · unknown 1")
+    ended(history, Exit.DONE, "2026-11-26T16:00:06.000000Z · failed", "    event e-2")
+    assert all(len(line) <= 70 for line in status.output.splitlines() + sends.output.splitlines())
