@@ -1,4 +1,5 @@
-"""Status API (IAM auth): GET /batches/{requestId} and GET /messages/{messageId}."""
+"""Status API (IAM auth): GET /sends, GET /sends/{sendId}, GET /batches/{requestId} and
+GET /messages/{messageId}."""
 
 from __future__ import annotations
 
@@ -25,6 +26,19 @@ def get_batch(request_id: str) -> Response[str]:
     query = app.current_event.query_string_parameters or {}
     batch = status_service().batch(unquote(request_id), limit=query.get("limit"), cursor=query.get("cursor"))
     return json_response(200, batch)
+
+
+@app.get("/sends")
+def list_sends() -> Response[str]:
+    query = app.current_event.query_string_parameters or {}
+    return json_response(200, status_service().sends(limit=query.get("limit"), cursor=query.get("cursor")))
+
+
+@app.get("/sends/<send_id>")
+def get_send(send_id: str) -> Response[str]:
+    query = app.current_event.query_string_parameters or {}
+    send = status_service().send(unquote(send_id), limit=query.get("limit"), cursor=query.get("cursor"))
+    return json_response(200, send)
 
 
 @app.get("/messages/<message_id>")

@@ -35,9 +35,15 @@ from ocelot_sms.store import (
     RawRef,
     Rejection,
     RequestConflict,
+    SendConflict,
+    SendPage,
+    SendPart,
+    SendRecord,
     StateChange,
     StoredBatch,
+    StoredSend,
     codec,
+    keys,
 )
 from ocelot_sms.store.base import SENDER_RUNS_AT_MOST
 
@@ -63,6 +69,10 @@ class MemoryStore:
     events: dict[tuple[str | None, str], EventRecord] = field(default_factory=dict)
     raws: dict[tuple[str, str], RawDelivery] = field(default_factory=dict)
     rejections: dict[str, Rejection] = field(default_factory=dict)
+    sends: dict[str, SendRecord] = field(default_factory=dict)
+    send_parts: dict[tuple[str, int], SendPart] = field(default_factory=dict)
+    # The days sends are kept (DynamoStore's data retention): older ones are no longer listed.
+    retention_days: int = 400
     # What "now" is for the store's writes: a test may set it to pretend a write happened earlier.
     clock: Callable[[], datetime] = utc_now
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -102,6 +112,18 @@ class MemoryStore:
 
     def put_rejection(self, rejection: Rejection, retention_days: int) -> None:
         self.rejections[rejection.source_id] = rejection
+
+    def put_send_part(self, part: SendPart) -> None:
+        created = iso(self.clock())
+        with self._lock:
+            header = self.sends.setdefault(
+                part.send_id, SendRecord(part.send_id, part.parts, part.origin, created)
+            )
+            if header.parts != part.parts:
+                raise SendConflict(f"send {part.send_id!r} was recorded with {header.parts} parts")
+            stored = self.send_parts.setdefault((part.send_id, part.part), replace(part, created_at=created))
+        if stored.request_id != part.request_id:
+            raise SendConflict(f"part {part.part} of send {part.send_id!r} is request {stored.request_id!r}")
 
     # ---- the webhook -----------------------------------------------------------------------------------
 
@@ -191,6 +213,31 @@ class MemoryStore:
             self.states.get(message_id),
             tuple(replace(e, change=None) for e in events),
         )
+
+    def get_send(self, send_id: str) -> StoredSend | None:
+        header = self.sends.get(send_id)
+        if header is None:
+            return None
+        parts = sorted((p for (s, _), p in self.send_parts.items() if s == send_id), key=lambda p: p.part)
+        return StoredSend(header, tuple(parts))
+
+    def send_part_of(self, request_id: str) -> SendPart | None:
+        return next((p for p in self.send_parts.values() if p.request_id == request_id), None)
+
+    def recent_sends(self, limit: int, before: str | None = None) -> SendPage:
+        oldest = iso(self.clock() - timedelta(days=self.retention_days))[:7]
+        listed = sorted(
+            (
+                (keys.send_position(s.created_at or "", s.send_id), s)
+                for s in self.sends.values()
+                if (s.created_at or "")[:7] >= oldest
+            ),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        after = [(position, s) for position, s in listed if before is None or position < before]
+        page = after[:limit]
+        return SendPage(tuple(s for _, s in page), page[-1][0] if len(after) > limit else None)
 
     # ---- operations ------------------------------------------------------------------------------------
 

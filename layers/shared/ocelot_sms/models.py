@@ -8,13 +8,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ocelot_sms.contract import E164_PATTERN, MAX_MESSAGE_CHARS
 from ocelot_sms.delivery import DeliveryStatus
+from ocelot_sms.store.records import Recipient, SendPart
 
 PhoneNumber = Annotated[str, Field(pattern=E164_PATTERN, description="E.164, e.g. +15551234567")]
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# Parts one send may have: with 1,000 messages a request, ten million messages.
+MAX_PARTS = 10_000
+_SEND_FIELDS = frozenset({"send_id", "part", "parts"})
 
 
 class _Public(BaseModel):
@@ -41,6 +53,45 @@ class BatchRequest(_Public):
     operator_id: str | None = Field(default=None, alias="operatorId", min_length=1, max_length=128)
     dry_run: bool = Field(default=False, alias="dryRun")
     messages: list[OutgoingMessage] = Field(min_length=1)
+    # The send this batch is a part of (numbered from 1); without them, a send of its own (sendId =
+    # requestId, part 1 of 1). The three go together.
+    send_id: str | None = Field(default=None, alias="sendId", pattern=REQUEST_ID_PATTERN)
+    part: int | None = Field(default=None, ge=1, le=MAX_PARTS)
+    parts: int | None = Field(default=None, ge=1, le=MAX_PARTS)
+
+    @model_validator(mode="after")
+    def _send_fields_together(self) -> BatchRequest:
+        given = [v is not None for v in (self.send_id, self.part, self.parts)]
+        if any(given) and not all(given):
+            raise ValueError("sendId, part and parts go together: give all three or none")
+        if self.part is not None and self.parts is not None and self.part > self.parts:
+            raise ValueError(f"part {self.part} is beyond parts {self.parts}")
+        return self
+
+    @property
+    def send(self) -> tuple[str, int, int]:
+        """(sendId, part, parts): the send this batch is a part of."""
+        return (self.send_id or self.request_id, self.part or 1, self.parts or 1)
+
+    def canonical(self) -> dict[str, Any]:
+        """What makes two submissions the same request: everything but dryRun (a preview changes
+        nothing), and the send fields only when they say more than the default (a send of its own)."""
+        own = self.send == (self.request_id, 1, 1)
+        return self.model_dump(
+            mode="json", by_alias=True, exclude={"dry_run"} | (_SEND_FIELDS if own else set())
+        )
+
+    def send_part(self, origin: str) -> SendPart:
+        send_id, part, parts = self.send
+        return SendPart(
+            send_id,
+            part,
+            parts,
+            self.request_id,
+            len(self.messages),
+            origin,
+            tuple(Recipient(m.to, m.ref) for m in self.messages),
+        )
 
     @field_validator("messages")
     @classmethod

@@ -73,7 +73,7 @@ class _Progress:
 
 def request_hash(request: BatchRequest) -> str:
     """What makes two submissions "the same request" (dryRun excluded: a preview changes nothing)."""
-    canonical = request.model_dump(mode="json", by_alias=True, exclude={"dry_run"})
+    canonical = request.canonical()
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -143,6 +143,7 @@ class SenderService:
             self._store.put_batch(
                 BatchRecord(request.request_id, digest, len(request.messages), len(chunks), origin)
             )
+            self._store.put_send_part(request.send_part(origin))
         except RequestConflict as error:
             raise Conflict(str(error), details=self._details(request, progress, chunks)) from error
         for chunk in chunks:

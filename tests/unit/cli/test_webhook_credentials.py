@@ -4,8 +4,8 @@ overlap ends, by the webhook's own check."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import boto3
 import pytest
@@ -13,6 +13,8 @@ from click.testing import CliRunner
 
 from ocelot_sms.credentials import WebhookCredentials
 from ocelot_sms_cli import main as cli_main
+from ocelot_sms_cli.context import Where
+from ocelot_sms_cli.exits import Exit
 from ocelot_sms_cli.target import Target
 from ocelot_sms_cli.webhook_credentials import rotated
 from tests.unit.support.aws import WEBHOOK_CREDENTIALS
@@ -47,20 +49,6 @@ def test_a_second_rotation_forgets_the_oldest_and_a_token_is_made_only_where_the
     }
 
 
-@pytest.fixture
-def target(aws: dict[str, Any], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Target:
-    chosen = Target(
-        api_url="https://api.test/",
-        queue_url="q",
-        dlq_url="d",
-        table_name="messages",
-        region="us-east-1",
-        webhook_secret_id=env["WEBHOOK_SECRET_ID"],
-    )
-    monkeypatch.setattr(cli_main, "local_target", lambda: chosen)
-    return chosen
-
-
 def test_rotate_writes_the_secret_and_prints_what_to_give_ocelot(target: Target) -> None:
     result = CliRunner().invoke(cli_main.cli, ["--local", "webhook-credentials", "rotate", "--overlap", "6"])
     assert result.exit_code == 0, result.output
@@ -75,3 +63,21 @@ def test_rotate_writes_the_secret_and_prints_what_to_give_ocelot(target: Target)
     until = datetime.fromisoformat(stored["previous"]["acceptedUntil"])
     assert timedelta(hours=5, minutes=59) < until - datetime.now(UTC) <= timedelta(hours=6)
     assert f"before {stored['previous']['acceptedUntil']}" in result.output
+
+
+def test_rotate_as_json_for_a_script(target: Target) -> None:
+    result = CliRunner().invoke(cli_main.cli, ["--local", "webhook-credentials", "rotate", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    stored = json.loads(
+        boto3.client("secretsmanager").get_secret_value(SecretId="ocelot-webhook")["SecretString"]
+    )
+    assert (shown["username"], shown["password"]) == (stored["username"], stored["password"])
+    assert shown["previousAcceptedUntil"] == stored["previous"]["acceptedUntil"]
+
+
+def test_rotate_needs_a_webhook_secret(target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Where, "target", lambda self: replace(target, webhook_secret_id=None))
+    result = CliRunner(mix_stderr=False).invoke(cli_main.cli, ["--local", "webhook-credentials", "rotate"])
+    assert result.exit_code == Exit.SETUP
+    assert "names no webhook secret" in result.stderr

@@ -112,7 +112,8 @@ def test_a_valid_batch_is_sent_and_answered_201_with_every_id(
         (f"stu-{i + 1}", returned["messages"][i]["id"], "accepted") for i in range(3)
     ]
     assert ocelot.sent[0].authorization == DEFAULT_AUTH
-    assert len(scan(dynamodb, MESSAGES)) == 1 + 1 + 3  # batch header, chunk, 3 messages
+    # batch header, chunk, 3 messages; the send (of its own) and its one part
+    assert len(scan(dynamodb, MESSAGES)) == 1 + 1 + 3 + 2
 
 
 def test_a_base64_encoded_body_is_read(ocelot: FakeOcelot, lambda_context: FakeContext) -> None:

@@ -139,18 +139,29 @@ def test_a_batch_has_counts_over_all_messages_chunks_and_current_statuses(
         "ref": "ref-0",
         "to": phone(0),
         "messageId": seeded.ids[0],
+        "batchId": rows[0]["batchId"],
         "status": "delivered",
         "statusAt": "2026-11-26T16:00:09.000000Z",
+        "errorCode": None,
+        "errorMessage": None,
     }
+    assert rows[0]["batchId"] == body["chunks"][0]["batchId"]
+    assert (rows[2]["status"], rows[2]["errorCode"]) == ("failed", "30008")
     assert rows[6]["statusAt"] is None
+    # A message whose chunk's outcome is unknown: its recipient and ref (from its send part) and why
     assert rows[4] == {
         "index": 4,
-        "ref": None,
-        "to": None,
+        "ref": "ref-4",
+        "to": phone(4),
         "messageId": None,
+        "batchId": None,
         "status": "unknown",
         "statusAt": None,
+        "errorCode": None,
+        "errorMessage": unknown["reason"],
     }
+    # And the batch is the one part of a send of its own
+    assert body["send"] == {"sendId": "status-1", "part": 1, "parts": 1}
     assert body["nextCursor"] is None
     assert Counter(m["status"] for m in body["messages"]) == Counter(body["counts"])
 
@@ -397,10 +408,11 @@ def test_reading_a_batch_costs_one_query_per_chunk_and_a_batch_get_per_100(
     runtime.reset()
     send("costly", 250)
     calls = DynamoCalls(runtime.dynamodb_client())
-    # When read; Then the batch query, one per chunk, ceil(250/100) BatchGetItems; nothing written
+    # When read; Then the batch query, its send part's (GSI1), one per chunk, ceil(250/100)
+    # BatchGetItems; nothing written
     code, body = get_batch("costly", lambda_context, {"limit": "10"})
     assert (code, body["counts"]) == (200, {"accepted": 250})
-    assert calls.on("messages") == ["Query"] * 4 + ["BatchGetItem"] * 3
+    assert calls.on("messages") == ["Query"] * 5 + ["BatchGetItem"] * 3
 
 
 def test_an_event_too_large_to_keep_inline_is_listed_without_its_body(
@@ -434,3 +446,26 @@ def test_an_unreadable_stored_event_does_not_hide_the_recipient(
     )
     code, body = get_message("orphan-2", lambda_context)
     assert (code, body["to"]) == (200, "+15559999999")
+
+
+# ---- GET /sends and /sends/{sendId} ----------------------------------------------------------------
+
+
+def test_a_send_and_the_list_of_sends_are_served(ocelot: FakeOcelot, lambda_context: FakeContext) -> None:
+    # Given a send in two parts (ids with a colon, percent-encoded in the path) and a batch of its own
+    for part, count in ((1, 2), (2, 1)):
+        send(f"term:1-p{part}", count, sendId="term:1", part=part, parts=2)
+    send("alone", 1)
+    # When the send is read
+    code, body = call(api_get("/sends/{sendId}", {"sendId": "term:1"}, {"limit": "2"}), lambda_context)
+    # Then its counts over both parts, its parts, and a first page of its messages
+    assert (code, body["sendId"], body["partCount"], body["counts"]) == (200, "term:1", 2, {"accepted": 3})
+    assert [p["requestId"] for p in body["parts"]] == ["term:1-p1", "term:1-p2"]
+    assert [m["position"] for m in body["messages"]] == [1, 2]
+    assert body["nextCursor"]
+    # And the list of sends, newest first
+    code, listed = call(api_get("/sends", {}, {"limit": "5"}), lambda_context)
+    assert (code, [s["sendId"] for s in listed["sends"]]) == (200, ["alone", "term:1"])
+    # And an unknown send or a bad limit are answered as such
+    assert call(api_get("/sends/{sendId}", {"sendId": "nope"}), lambda_context)[0] == 404
+    assert call(api_get("/sends", {}, {"limit": "0"}), lambda_context)[0] == 400

@@ -300,3 +300,36 @@ def test_batch_result_json_uses_the_public_names() -> None:
             {"index": 0, "ref": "a", "to": "+15551230001", "messageId": "m-1", "status": "accepted"}
         ],
     }
+
+
+# ---- the send a batch is a part of -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"sendId": "fall"}, "sendId, part and parts go together"),
+        ({"part": 1, "parts": 2}, "sendId, part and parts go together"),
+        ({"sendId": "fall", "part": 3, "parts": 2}, "part 3 is beyond parts 2"),
+        ({"sendId": "fall", "part": 0, "parts": 2}, "greater than or equal to 1"),
+        ({"sendId": "fall", "part": 1, "parts": 10_001}, "less than or equal to 10000"),
+        ({"sendId": "no spaces", "part": 1, "parts": 1}, "should match pattern"),
+    ],
+)
+def test_send_fields_are_refused_unless_complete_and_in_range(fields: dict[str, Any], problem: str) -> None:
+    [found] = problems(batch("r", 1, **fields))
+    assert problem in found.message
+
+
+def test_a_batch_without_send_fields_is_a_send_of_its_own() -> None:
+    assert BatchRequest.model_validate(batch("r", 1)).send == ("r", 1, 1)
+    named = BatchRequest.model_validate(batch("r-p2", 1, sendId="r", part=2, parts=3))
+    assert named.send == ("r", 2, 3)
+    part = named.send_part("api")
+    assert (part.send_id, part.part, part.parts, part.request_id, part.message_count) == (
+        "r",
+        2,
+        3,
+        "r-p2",
+        1,
+    )

@@ -252,6 +252,47 @@ def test_request_hash_ignores_dry_run_but_nothing_else() -> None:
     assert request_hash(base) != request_hash(changed)
 
 
+def test_a_send_of_its_own_hashes_as_a_request_without_send_fields() -> None:
+    # Given a request without send fields, the same naming itself part 1 of 1, and as part of another send
+    plain = BatchRequest.model_validate(batch("h", 2))
+    own = BatchRequest.model_validate(batch("h", 2, sendId="h", part=1, parts=1))
+    other = BatchRequest.model_validate(batch("h", 2, sendId="fall", part=1, parts=2))
+    # Then the first two are the same request; the third is another
+    assert request_hash(plain) == request_hash(own)
+    assert request_hash(plain) != request_hash(other)
+
+
+def test_each_batch_is_recorded_as_a_part_of_its_send(
+    service: SenderService, wired: Wired, ocelot: FakeOcelot
+) -> None:
+    # Given part 2 of 2 of send "term", and a batch with no send fields
+    service.submit(service.parse(batch("term-p2", 2, sendId="term", part=2, parts=2)), origin="sqs")
+    service.submit(service.parse(batch("solo", 1)), origin="api")
+    # Then each is a part of its send, with its recipients; the plain batch a send of its own
+    term = wired.store.get_send("term")
+    assert term is not None
+    assert (term.send.parts, [(p.part, p.request_id, p.origin) for p in term.parts]) == (
+        2,
+        [(2, "term-p2", "sqs")],
+    )
+    assert [r.to for r in term.parts[0].recipients] == [phone(0), phone(1)]
+    solo = wired.store.send_part_of("solo")
+    assert solo is not None
+    assert (solo.send_id, solo.part, solo.parts) == ("solo", 1, 1)
+
+
+def test_a_part_taken_by_another_request_is_a_conflict_before_anything_is_sent(
+    service: SenderService, ocelot: FakeOcelot
+) -> None:
+    # Given part 1 of send "term" sent as request term-a; When request term-b claims part 1 too
+    service.submit(service.parse(batch("term-a", 1, sendId="term", part=1, parts=2)), origin="api")
+    with pytest.raises(Conflict, match="part 1 of send 'term' is request 'term-a'") as caught:
+        service.submit(service.parse(batch("term-b", 1, sendId="term", part=1, parts=2)), origin="api")
+    # Then refused with no chunk tried; Ocelot got the first request only
+    assert result_of(caught.value)["chunks"] == []
+    assert len(ocelot.sent) == 1
+
+
 # ---- ambiguous outcomes: recorded unknown, never re-sent -----------------------------------------------
 
 

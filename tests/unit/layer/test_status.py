@@ -160,3 +160,104 @@ def test_a_message_whose_events_name_no_recipient_has_none(service: StatusServic
     deliver(event, "d-1")
     found = service.message("anonymous")
     assert (found["to"], found["status"]) == (None, "sent")
+
+
+# ---- sends ---------------------------------------------------------------------------------------
+
+
+def send_part(send_id: str, part: int, parts: int, count: int, first: int = 0) -> dict[str, object]:
+    """The fields that make a batch `part` of `parts` of a send (as the CLI names the parts)."""
+    return {
+        "sendId": send_id,
+        "part": part,
+        "parts": parts,
+        "messages": [
+            {"to": f"+1555000{i:04d}", "text": f"hi {i}", "ref": f"ref-{i}"}
+            for i in range(first, first + count)
+        ],
+    }
+
+
+def test_a_send_counts_every_part_and_lists_its_messages_in_order(
+    service: StatusService, ocelot: FakeOcelot
+) -> None:
+    # Given parts 1 and 2 of a send of 3 (part 3 never arrived): part 2's only chunk was refused as busy
+    send("fall-p0001", 2, **send_part("fall", 1, 3, 2))
+    ocelot.then(busy(), busy(), busy())
+    with pytest.raises(Unavailable):
+        send("fall-p0002", 1, **send_part("fall", 2, 3, 1, first=2))
+    first = wired_ids(service, "fall-p0001")
+    deliver(callback("e-1", first[0], "delivered", "2026-11-26T16:00:05Z"), "d-1")
+    # When the send is read
+    view = service.send("fall")
+    # Then counts over all its parts, each part with its own, the missing part named
+    assert (view["sendId"], view["partCount"], view["partsRecorded"], view["missingParts"]) == (
+        "fall",
+        3,
+        2,
+        [3],
+    )
+    assert view["counts"] == {"accepted": 1, "delivered": 1, "not_sent": 1}
+    assert [(p["part"], p["requestId"], p["counts"]) for p in view["parts"]] == [
+        (1, "fall-p0001", {"accepted": 1, "delivered": 1}),
+        (2, "fall-p0002", {"not_sent": 1}),
+    ]
+    # And every message once, in order over the parts, a message never taken with its recipient and why
+    rows = view["messages"]
+    assert [(m["position"], m["part"], m["index"], m["ref"]) for m in rows] == [
+        (1, 1, 0, "ref-0"),
+        (2, 1, 1, "ref-1"),
+        (3, 2, 0, "ref-2"),
+    ]
+    assert (rows[2]["to"], rows[2]["status"]) == ("+15550000002", "not_sent")
+    assert "503" in rows[2]["errorMessage"]
+    assert view["nextCursor"] is None
+
+
+def wired_ids(service: StatusService, request_id: str) -> list[str]:
+    return [m["messageId"] for m in service.batch(request_id)["messages"]]
+
+
+def test_a_send_pages_over_its_parts_and_limit_0_gives_counts_alone(
+    service: StatusService, ocelot: FakeOcelot
+) -> None:
+    send("p1", 3, **send_part("paged", 1, 2, 3))
+    send("p2", 2, **send_part("paged", 2, 2, 2, first=3))
+    pages = [service.send("paged", limit=2)]
+    while pages[-1]["nextCursor"]:
+        pages.append(service.send("paged", limit=2, cursor=pages[-1]["nextCursor"]))
+    assert [[m["ref"] for m in p["messages"]] for p in pages] == [
+        ["ref-0", "ref-1"],
+        ["ref-2", "ref-3"],
+        ["ref-4"],
+    ]
+    counted = service.send("paged", limit=0)
+    assert (counted["messages"], counted["nextCursor"], counted["counts"]) == ([], None, {"accepted": 5})
+    with pytest.raises(BadRequest, match="from 0 to 500"):
+        service.send("paged", limit=-1)
+
+
+def test_an_unknown_send_is_not_found(service: StatusService) -> None:
+    with pytest.raises(NotFound, match="no send 'nope'"):
+        service.send("nope")
+
+
+def test_recent_sends_list_newest_first_with_their_counts(service: StatusService, ocelot: FakeOcelot) -> None:
+    # Given three sends: two of their own, one in two parts
+    send("alone-1", 1)
+    send("two-p1", 1, **send_part("two", 1, 2, 1))
+    send("two-p2", 2, **send_part("two", 2, 2, 2, first=1))
+    send("alone-2", 2)
+    # When listed two at a time
+    first = service.sends(limit=2)
+    second = service.sends(limit="2", cursor=first["nextCursor"])
+    # Then newest first, each with its parts and counts, and no cursor after the last page
+    listed = [(s["sendId"], s["partCount"], s["partsRecorded"], s["messageCount"]) for s in first["sends"]]
+    assert listed == [("alone-2", 1, 1, 2), ("two", 2, 2, 3)]
+    assert first["sends"][1]["counts"] == {"accepted": 3}
+    assert [s["sendId"] for s in second["sends"]] == ["alone-1"]
+    assert second["nextCursor"] is None
+    with pytest.raises(BadRequest, match="not one this API returned"):
+        service.sends(cursor=encode_cursor(3))
+    with pytest.raises(BadRequest, match="from 1 to 100"):
+        service.sends(limit=101)

@@ -118,8 +118,9 @@ def deliver(
 def api_get(
     route: str, parameters: Mapping[str, str], query: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """GET /batches/{requestId} or GET /messages/{messageId} as API Gateway hands it to the function."""
-    name = "api_get_batch" if route.startswith("/batches") else "api_get_message"
+    """A GET of the status API (/sends, /sends/{sendId}, /batches/{requestId}, /messages/{messageId})
+    as API Gateway hands it to the function."""
+    name = "api_get_message" if route.startswith("/messages") else "api_get_batch"
     event = load_event(name)
     path = route
     for key, value in parameters.items():

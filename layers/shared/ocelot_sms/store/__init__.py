@@ -6,6 +6,7 @@ Keys are spelled in keys.py and items made in codec.py; nothing outside this pac
 from ocelot_sms.store.base import (
     INTERRUPTED_REASON,
     RequestConflict,
+    SendConflict,
     StorageError,
     Store,
 )
@@ -22,9 +23,14 @@ from ocelot_sms.store.records import (
     MessageState,
     RawDelivery,
     RawRef,
+    Recipient,
     Rejection,
+    SendPage,
+    SendPart,
+    SendRecord,
     StateChange,
     StoredBatch,
+    StoredSend,
 )
 
 __all__ = [
@@ -40,11 +46,17 @@ __all__ = [
     "MessageState",
     "RawDelivery",
     "RawRef",
+    "Recipient",
     "Rejection",
     "RequestConflict",
+    "SendConflict",
+    "SendPage",
+    "SendPart",
+    "SendRecord",
     "StateChange",
     "StorageError",
     "Store",
     "StoredBatch",
+    "StoredSend",
     "raw_delivery_from_image",
 ]

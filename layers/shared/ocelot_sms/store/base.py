@@ -21,8 +21,11 @@ from ocelot_sms.store.records import (
     RawDelivery,
     RawRef,
     Rejection,
+    SendPage,
+    SendPart,
     StateChange,
     StoredBatch,
+    StoredSend,
 )
 
 # Lambda's longest timeout: a chunk claimed longer ago than this is no longer being sent.
@@ -39,6 +42,10 @@ class StorageError(RuntimeError):
 
 class RequestConflict(ValueError):
     """The requestId was stored before with a different payload."""
+
+
+class SendConflict(RequestConflict):
+    """The send was recorded with another number of parts, or its part with another requestId."""
 
 
 class Store(Protocol):
@@ -63,6 +70,12 @@ class Store(Protocol):
     def put_messages(self, records: Sequence[MessageRecord]) -> None: ...
 
     def put_rejection(self, rejection: Rejection, retention_days: int) -> None: ...
+
+    def put_send_part(self, part: SendPart) -> None:
+        """Record a batch as one part of its send, and the send itself with its first part. First write
+        wins; raises SendConflict when the send has another number of parts or the part another
+        requestId."""
+        ...
 
     # ---- the webhook ---------------------------------------------------------------------------------
 
@@ -100,6 +113,19 @@ class Store(Protocol):
         ...
 
     def get_message(self, message_id: str) -> MessageHistory: ...
+
+    def get_send(self, send_id: str) -> StoredSend | None:
+        """The send and the parts recorded so far, in part order."""
+        ...
+
+    def send_part_of(self, request_id: str) -> SendPart | None:
+        """The send part a batch is (None for a batch recorded without one)."""
+        ...
+
+    def recent_sends(self, limit: int, before: str | None = None) -> SendPage:
+        """Sends newest first, `limit` at most, created within the data retention; `before` is the
+        `next` of the previous page."""
+        ...
 
     # ---- operations ------------------------------------------------------------------------------------
 

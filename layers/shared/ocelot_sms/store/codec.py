@@ -28,7 +28,10 @@ from ocelot_sms.store.records import (
     MessageState,
     RawDelivery,
     RawRef,
+    Recipient,
     Rejection,
+    SendPart,
+    SendRecord,
     StateChange,
 )
 
@@ -135,6 +138,83 @@ def is_batch(item: Mapping[str, Any]) -> bool:
 
 def is_chunk(item: Mapping[str, Any]) -> bool:
     return bool(item["SK"]["S"].startswith(keys.CHUNK_SK_PREFIX))
+
+
+# ---- send -------------------------------------------------------------------------------------------
+
+
+def send_item(record: SendRecord, created_at: str, expires_at: int) -> Item:
+    gsi_pk, gsi_sk = keys.listed_send(created_at, record.send_id)
+    return to_item(
+        {
+            **keys.send(record.send_id),
+            "type": "send",
+            "sendId": record.send_id,
+            "parts": record.parts,
+            "origin": record.origin,
+            "createdAt": created_at,
+            "expiresAt": expires_at,
+            "GSI1PK": gsi_pk,
+            "GSI1SK": gsi_sk,
+        }
+    )
+
+
+def send_from(item: Mapping[str, Any]) -> SendRecord:
+    plain = from_item(item)
+    return SendRecord(plain["sendId"], plain["parts"], plain.get("origin", ""), plain.get("createdAt"))
+
+
+def send_position(item: Mapping[str, Any]) -> str:
+    position: str = item["GSI1SK"]["S"]
+    return position
+
+
+def send_part_item(part: SendPart, created_at: str, expires_at: int) -> Item:
+    gsi_pk, gsi_sk = keys.part_of(part.request_id)
+    recipients = json.dumps([[r.to, r.ref] for r in part.recipients], ensure_ascii=False).encode()
+    # Too many recipients to keep even compressed (a huge MaxMessagesPerRequest): the part without them.
+    packed = pack(recipients)
+    return to_item(
+        {
+            **keys.send_part(part.send_id, part.part),
+            "type": "send_part",
+            "sendId": part.send_id,
+            "part": part.part,
+            "parts": part.parts,
+            "requestId": part.request_id,
+            "messageCount": part.message_count,
+            "origin": part.origin,
+            "recipients": packed[0] if packed else None,
+            "recipientsEncoding": packed[1] if packed else None,
+            "createdAt": created_at,
+            "expiresAt": expires_at,
+            "GSI1PK": gsi_pk,
+            "GSI1SK": gsi_sk,
+        }
+    )
+
+
+def send_part_from(item: Mapping[str, Any]) -> SendPart:
+    plain = from_item(item)
+    recipients: tuple[Recipient, ...] = ()
+    if plain.get("recipients") is not None:
+        listed = json.loads(unpack(plain["recipients"], plain.get("recipientsEncoding")))
+        recipients = tuple(Recipient(to, ref) for to, ref in listed)
+    return SendPart(
+        send_id=plain["sendId"],
+        part=plain["part"],
+        parts=plain["parts"],
+        request_id=plain["requestId"],
+        message_count=plain.get("messageCount") or 0,
+        origin=plain.get("origin", ""),
+        recipients=recipients,
+        created_at=plain.get("createdAt"),
+    )
+
+
+def is_send_part(item: Mapping[str, Any]) -> bool:
+    return bool(item["SK"]["S"].startswith(keys.PART_SK_PREFIX))
 
 
 # ---- chunk ------------------------------------------------------------------------------------------

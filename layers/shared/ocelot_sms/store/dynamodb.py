@@ -17,6 +17,7 @@ from ocelot_sms.store.base import (
     INTERRUPTED_REASON,
     SENDER_RUNS_AT_MOST,
     RequestConflict,
+    SendConflict,
     StorageError,
 )
 from ocelot_sms.store.records import (
@@ -31,8 +32,12 @@ from ocelot_sms.store.records import (
     RawDelivery,
     RawRef,
     Rejection,
+    SendPage,
+    SendPart,
+    SendRecord,
     StateChange,
     StoredBatch,
+    StoredSend,
 )
 
 if TYPE_CHECKING:
@@ -99,6 +104,20 @@ class DynamoStore:
         self._client.put_item(
             TableName=self._table, Item=codec.rejection_item(rejection, now, epoch_after(retention_days, now))
         )
+
+    def put_send_part(self, part: SendPart) -> None:
+        created, expires = iso(utc_now()), epoch_after(self._retention_days)
+        header = self._put_if_absent(
+            codec.send_item(SendRecord(part.send_id, part.parts, part.origin), created, expires)
+        )
+        if header and codec.send_from(header).parts != part.parts:
+            raise SendConflict(
+                f"send {part.send_id!r} was recorded with {codec.send_from(header).parts} parts, "
+                f"not {part.parts}"
+            )
+        stored = self._put_if_absent(codec.send_part_item(part, created, expires))
+        if stored and (taken := codec.send_part_from(stored).request_id) != part.request_id:
+            raise SendConflict(f"part {part.part} of send {part.send_id!r} is request {taken!r}")
 
     # ---- the webhook ----------------------------------------------------------------------------------
 
@@ -207,6 +226,52 @@ class DynamoStore:
         events.sort(key=codec.event_order)
         return MessageHistory(message_id, meta, state, tuple(codec.event_from(e) for e in events))
 
+    def get_send(self, send_id: str) -> StoredSend | None:
+        items = list(self._query_partition(keys.send_partition(send_id)))
+        header = next((i for i in items if i["SK"]["S"] == keys.SEND_SK), None)
+        if header is None:
+            return None
+        parts = sorted(
+            (codec.send_part_from(i) for i in items if codec.is_send_part(i)), key=lambda p: p.part
+        )
+        return StoredSend(codec.send_from(header), tuple(parts))
+
+    def send_part_of(self, request_id: str) -> SendPart | None:
+        pk, sk = keys.part_of(request_id)
+        items = self._query(
+            IndexName=keys.GSI1,
+            KeyConditionExpression="GSI1PK = :pk AND GSI1SK = :sk",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":sk": {"S": sk}},
+        )
+        return next((codec.send_part_from(i) for i in items), None)
+
+    def recent_sends(self, limit: int, before: str | None = None) -> SendPage:
+        # One GSI1 key per month: walked from the month of `before` (or now) back to the oldest month
+        # any send can still be in, each newest first, until the page is full.
+        oldest = iso(utc_now() - timedelta(days=self._retention_days))[:7]
+        month = (before or iso(utc_now()))[:7]
+        found: list[dict[str, Any]] = []
+        while month >= oldest and len(found) <= limit:
+            condition, values = "GSI1PK = :pk", {":pk": {"S": keys.sends_month(month)}}
+            if before and before.startswith(month):
+                condition += " AND GSI1SK < :before"
+                values[":before"] = {"S": before}
+            for item in self._query(
+                IndexName=keys.GSI1,
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ScanIndexForward=False,
+            ):
+                found.append(item)
+                if len(found) > limit:
+                    break
+            month = _previous_month(month)
+        page = found[:limit]
+        more = len(found) > limit
+        return SendPage(
+            tuple(codec.send_from(i) for i in page), codec.send_position(page[-1]) if more else None
+        )
+
     # ---- operations ------------------------------------------------------------------------------------
 
     def unknown_chunks(self, now: datetime | None = None) -> list[ChunkRecord]:
@@ -307,6 +372,11 @@ class DynamoStore:
             if group:
                 raise StorageError(f"{len(group)} items left unprocessed by BatchWriteItem")
         return requests
+
+
+def _previous_month(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:7])
+    return f"{year - 1}-12" if number == 1 else f"{year}-{number - 1:02d}"
 
 
 def _is_condition_failure(error: ClientError) -> bool:

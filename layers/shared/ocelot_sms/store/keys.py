@@ -11,6 +11,8 @@
 | other event   | EVT#{eventId}     | EVT#{eventId}     |                                              |
 | raw delivery  | RAW#{day}#{shard} | {receivedAt}#{id} |                                              |
 | rejected      | REJECTED#{id}     | #REJECTED         | REJECTED#{day} / {receivedAt}#{id}           |
+| send          | SEND#{sendId}     | #SEND             | SENDS#{yyyy-mm} / {createdAt}#{sendId}       |
+| send part     | SEND#{sendId}     | PART#{part}       | PARTOF#{requestId} / SEND#{sendId}           |
 
 GSI2 (sparse, keys only) lists accepted chunks not yet swept: SWEEP#{hour} / {requestId}#{index}.
 """
@@ -36,6 +38,8 @@ STATE_SK = "#STATE"
 EVENT_SK_PREFIX = "EVT#"
 CHUNKS_SENDING = "CHUNKS#sending"
 CHUNKS_UNKNOWN = "CHUNKS#unknown"
+SEND_SK = "#SEND"
+PART_SK_PREFIX = "PART#"
 
 
 def _key(pk: str, sk: str) -> Key:
@@ -91,6 +95,18 @@ def rejected(source_id: str) -> Key:
     return _key(f"REJECTED#{source_id}", "#REJECTED")
 
 
+def send_partition(send_id: str) -> str:
+    return f"SEND#{send_id}"
+
+
+def send(send_id: str) -> Key:
+    return _key(send_partition(send_id), SEND_SK)
+
+
+def send_part(send_id: str, part: int) -> Key:
+    return _key(send_partition(send_id), f"{PART_SK_PREFIX}{part:05d}")
+
+
 # ---- GSI1 ------------------------------------------------------------------------------------------
 
 
@@ -115,6 +131,24 @@ def listed_chunk(listing: str, at: str, request_id: str, index: int) -> tuple[st
 
 def rejected_day(received_at: datetime, source_id: str) -> tuple[str, str]:
     return f"REJECTED#{received_at.astimezone(UTC):%Y-%m-%d}", f"{iso(received_at)}#{source_id}"
+
+
+def listed_send(created_at: str, send_id: str) -> tuple[str, str]:
+    """GSI1 of a send: listed by the month it was created in, newest last ("yyyy-mm" of an ISO instant)."""
+    return sends_month(created_at[:7]), send_position(created_at, send_id)
+
+
+def sends_month(month: str) -> str:
+    return f"SENDS#{month}"
+
+
+def send_position(created_at: str, send_id: str) -> str:
+    return f"{created_at}#{send_id}"
+
+
+def part_of(request_id: str) -> tuple[str, str]:
+    """GSI1 of a send part: found by its batch's requestId."""
+    return f"PARTOF#{request_id}", f"PART#{request_id}"
 
 
 # ---- GSI2 ------------------------------------------------------------------------------------------

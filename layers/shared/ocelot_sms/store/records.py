@@ -64,6 +64,55 @@ class StoredBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who a message of a send part is for, as the request named it."""
+
+    to: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendRecord:
+    """One send: what an operator submits as a whole (a file), in `parts` batches numbered from 1."""
+
+    send_id: str
+    parts: int
+    origin: str
+    created_at: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SendPart:
+    """One batch as part `part` of its send, with its recipients in request order (so that a status
+    names the recipient of a message Ocelot never took)."""
+
+    send_id: str
+    part: int
+    parts: int
+    request_id: str
+    message_count: int
+    origin: str
+    recipients: tuple[Recipient, ...] = ()
+    created_at: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSend:
+    """A send and the parts recorded so far, in part order."""
+
+    send: SendRecord
+    parts: tuple[SendPart, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendPage:
+    """Sends newest first; `next` is where the following page starts (None: no more)."""
+
+    sends: tuple[SendRecord, ...]
+    next: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageRecord:
     """Correlation of one accepted message: our requestId/ref/index <-> Ocelot batchId/messageId."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,11 +22,17 @@ from ocelot_sms.store import (
     EventWrite,
     MessageRecord,
     RawRef,
+    Recipient,
     RequestConflict,
+    SendConflict,
+    SendPart,
+    SendRecord,
     StateChange,
     Store,
+    dynamodb,
 )
 from ocelot_sms.store.codec import MAX_STORED_BODY, RAW_HEAD_BYTES
+from tests.unit.fakes import MemoryStore
 from tests.unit.layer.store.support import RAW, T0, event, raw, status
 
 ACCEPTED = ChunkRecord("req-1", 0, ChunkStatus.ACCEPTED, 2, 0, "b-1", None, ("m-0", "m-1"))
@@ -320,3 +326,99 @@ def test_an_accepted_chunk_is_due_for_the_sweep_once_its_whole_hour_has_passed(s
     # And not due again once swept
     store.swept(ACCEPTED)
     assert list(store.chunks_to_sweep(hour - timedelta(days=1), hour + timedelta(hours=2))) == []
+
+
+# ---- sends -------------------------------------------------------------------------------------------
+
+
+def part(number: int, parts: int = 3, send_id: str = "fall", request_id: str | None = None) -> SendPart:
+    return SendPart(
+        send_id,
+        number,
+        parts,
+        request_id or f"{send_id}-p{number:04d}",
+        2,
+        "api",
+        (Recipient("+15551230001", "stu-1"), Recipient("+15551230002", None)),
+    )
+
+
+def test_a_send_reads_back_with_its_parts_in_order(store: Store) -> None:
+    # Given parts 3 and 1 of a send of three, recorded in that order (a queue does not keep order)
+    store.put_send_part(part(3))
+    store.put_send_part(part(1))
+    # When read; Then the send with the parts recorded so far, by number, recipients included
+    stored = store.get_send("fall")
+    assert stored is not None
+    assert stored.send == SendRecord("fall", 3, "api")
+    assert stored.send.created_at is not None
+    assert stored.parts == (part(1), part(3))
+    assert stored.parts[0].recipients[1] == Recipient("+15551230002", None)
+    assert store.get_send("nope") is None
+
+
+def test_a_part_recorded_again_changes_nothing_and_is_found_by_its_request(store: Store) -> None:
+    store.put_send_part(part(1))
+    store.put_send_part(part(1))
+    stored = store.get_send("fall")
+    assert stored is not None
+    assert stored.parts == (part(1),)
+    assert store.send_part_of("fall-p0001") == part(1)
+    assert store.send_part_of("fall-p0002") is None
+
+
+@pytest.mark.parametrize(
+    ("again", "problem"),
+    [
+        (part(1, parts=4), "recorded with 3 parts"),
+        (part(1, request_id="another-request"), "part 1 of send 'fall' is request 'fall-p0001'"),
+    ],
+)
+def test_a_send_with_other_parts_conflicts(store: Store, again: SendPart, problem: str) -> None:
+    # Given part 1 of 3; When another part count or another request claims part 1; Then a conflict
+    store.put_send_part(part(1))
+    with pytest.raises(SendConflict, match=problem):
+        store.put_send_part(again)
+    assert isinstance(SendConflict("x"), RequestConflict)
+    stored = store.get_send("fall")
+    assert stored is not None
+    assert (stored.send.parts, stored.parts) == (3, (part(1),))
+
+
+def test_recent_sends_page_newest_first(store: Store) -> None:
+    # Given five sends, one after the other
+    for n in range(5):
+        store.put_send_part(part(1, parts=1, send_id=f"send-{n}"))
+    # When listed two at a time, following `next`
+    pages = [store.recent_sends(2)]
+    while pages[-1].next:
+        pages.append(store.recent_sends(2, pages[-1].next))
+    # Then every send once, newest first, and no `next` after the last page
+    assert [[s.send_id for s in p.sends] for p in pages] == [
+        ["send-4", "send-3"],
+        ["send-2", "send-1"],
+        ["send-0"],
+    ]
+    assert store.recent_sends(10).next is None
+
+
+def test_recent_sends_span_months_and_stop_at_the_retention(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given sends created in January, in the previous December and 14 months before: store clocks set
+    def created_at(instant: datetime, send_id: str) -> None:
+        monkeypatch.setattr(dynamodb, "utc_now", lambda: instant)
+        if isinstance(store, MemoryStore):
+            store.clock = lambda: instant
+        store.put_send_part(part(1, parts=1, send_id=send_id))
+
+    created_at(datetime(2025, 11, 3, tzinfo=UTC), "too-old")
+    created_at(datetime(2026, 12, 30, tzinfo=UTC), "december")
+    created_at(datetime(2027, 1, 2, tzinfo=UTC), "january")
+    # When listed on 2027-01-05 (400 days of retention), one per page
+    created_at(datetime(2027, 1, 5, tzinfo=UTC), "today")
+    first = store.recent_sends(2)
+    second = store.recent_sends(2, first.next)
+    # Then across the month boundary, newest first; the send older than the retention is not listed
+    assert [s.send_id for s in first.sends + second.sends] == ["today", "january", "december"]
+    assert second.next is None
