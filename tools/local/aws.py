@@ -48,7 +48,7 @@ from botocore.config import Config
 
 from tools.local import netguard
 from tools.local.serving import ServerThread
-from tools.template_resources import ROOT, create_queue_pair, create_table, resource
+from tools.template_resources import ROOT, create_queues, create_table, resource
 
 log = logging.getLogger("local.aws")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -254,7 +254,7 @@ STORAGE_ERRORS: Mapping[str, int] = {
     "ThrottlingException": 400,
     "InternalServerError": 500,
 }
-STORAGE_SCOPES = ("webhook", "all")
+STORAGE_SCOPES = ("callbacks", "all")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +265,8 @@ class StorageFaultConfig:
     errors: tuple[str, ...] = ("ProvisionedThroughputExceededException", "InternalServerError")
     applied_rate: float = 0.0  # share of the 500s applied first, only the answer being the error
     operations: tuple[str, ...] = ("PutItem", "UpdateItem")
-    scope: str = "webhook"  # "webhook": event, #STATE and raw-delivery items only; "all": any item
+    # "callbacks": raw deliveries (the webhook's), events and #STATE items (the applier's); "all": any item
+    scope: str = "callbacks"
     sk_prefixes: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()  # if given, only tables whose name ends with one
     max_failures: int = -1
@@ -351,7 +352,7 @@ class StorageFaults:
             pk, sk = _item_key(operation, request)
             if config.sk_prefixes and not sk.startswith(config.sk_prefixes):
                 return None
-            if config.scope == "webhook" and not (
+            if config.scope == "callbacks" and not (
                 pk.startswith("RAW#") or sk.startswith("EVT#") or sk == "#STATE"
             ):
                 return None
@@ -755,22 +756,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 class LocalResources:
     refs: Mapping[str, str]  # logical id -> what !Ref returns
     arns: Mapping[str, str]  # logical id -> what !GetAtt .Arn returns
+    stream_arns: Mapping[str, str] = field(default_factory=dict)  # table -> what !GetAtt .StreamArn returns
+    queues: Mapping[str, str] = field(default_factory=dict)  # logical id -> URL of every queue
 
 
 def provision(endpoint_url: str, prefix: str, secrets: Mapping[str, Mapping[str, str]]) -> LocalResources:
-    """Tables, the queue and its DLQ from template.yaml's own definitions, and the secrets (logical id
-    -> JSON value: the template generates random ones, which the sandbox could not know)."""
+    """Tables (with their streams) and queues from template.yaml's own definitions, and the secrets
+    (logical id -> JSON value: the template generates random ones, which the sandbox could not know)."""
     refs: dict[str, str] = {}
     arns: dict[str, str] = {}
+    stream_arns: dict[str, str] = {}
     dynamodb = client("dynamodb", endpoint_url)
     for logical_id in TABLES:
         refs[logical_id] = f"{prefix}-{logical_id}"
         create_table(dynamodb, logical_id, refs[logical_id])
-        arns[logical_id] = dynamodb.describe_table(TableName=refs[logical_id])["Table"]["TableArn"]
+        table = dynamodb.describe_table(TableName=refs[logical_id])["Table"]
+        arns[logical_id] = table["TableArn"]
+        if "LatestStreamArn" in table:
+            stream_arns[logical_id] = table["LatestStreamArn"]
     sqs = client("sqs", endpoint_url)
-    refs[QUEUE], refs[DEAD_LETTER_QUEUE] = create_queue_pair(sqs, QUEUE, DEAD_LETTER_QUEUE, prefix)
-    for logical_id in (QUEUE, DEAD_LETTER_QUEUE):
-        attributes = sqs.get_queue_attributes(QueueUrl=refs[logical_id], AttributeNames=["QueueArn"])
+    queues = create_queues(sqs, prefix)
+    for logical_id, url in queues.items():
+        refs[logical_id] = url
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         arns[logical_id] = attributes["Attributes"]["QueueArn"]
     secretsmanager = client("secretsmanager", endpoint_url)
     for logical_id, value in secrets.items():
@@ -782,7 +790,7 @@ def provision(endpoint_url: str, prefix: str, secrets: Mapping[str, Mapping[str,
         refs[logical_id] = arns[logical_id] = created["ARN"]  # !Ref of a secret is its ARN
     for closing in (dynamodb, sqs, secretsmanager):
         closing.close()
-    return LocalResources(refs=refs, arns=arns)
+    return LocalResources(refs=refs, arns=arns, stream_arns=stream_arns, queues=queues)
 
 
 _backoff_scale: list[float] = []

@@ -231,6 +231,30 @@ class StackClient:
         result: dict[str, Any] = self.control(f"{self.info.control_url}/_local/invocations")
         return result
 
+    def settle_streams(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Until the stream pollers have handed every record written so far to their function (failed
+        batches retried or given up on): every delivery stored by now is applied. Their status."""
+        url = f"{self.info.control_url}/_local/event-sources/settle"
+        answer: dict[str, Any] = self.control(url, {"timeout": timeout}, timeout=timeout + 15)
+        if not answer["settled"]:
+            raise WaitTimeout(f"the stream pollers did not settle within {timeout:.0f}s: {answer['pollers']}")
+        return answer
+
+    def queue_messages(self, logical_id: str) -> list[dict[str, Any]]:
+        """What a queue of the template holds (received with a zero visibility timeout: they stay)."""
+        messages: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for _ in range(20):
+            response = self.sqs.receive_message(
+                QueueUrl=self.info.queues[logical_id], MaxNumberOfMessages=10, VisibilityTimeout=0
+            )
+            fresh = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+            if not fresh:
+                break
+            seen.update(m["MessageId"] for m in fresh)
+            messages += fresh
+        return messages
+
     # ---- what the tables say ----------------------------------------------------------------
 
     def chunks(self, request_id: str) -> list[ChunkRecord]:
@@ -318,15 +342,20 @@ class StackClient:
         return reports
 
     def wait_callbacks_done(self, message_ids: Sequence[str], timeout: float) -> dict[str, Any]:
-        """Until the sandbox knows every message and has nothing left to deliver (retries included).
+        """Until the sandbox knows every message and has nothing left to deliver (retries included),
+        then until the stream has handed every stored delivery to the applier.
 
-        The webhook answers only after storing, so by then the tables hold everything it will get.
-        Returns the sandbox's record at that moment.
+        The webhook answers once a delivery is stored, so by then the table holds every delivery it
+        will get; once the stream settles, every event of them is applied. Returns the sandbox's
+        record of the first moment.
         """
+        started = time.monotonic()
 
         def check() -> dict[str, Any] | None:
             record = self.sandbox_record()
             known = all(m in record["messages"] for m in message_ids)
             return record if known and not record["pending"] else None
 
-        return wait_for(check, timeout, "the sandbox to deliver every callback", interval=0.3)
+        record = wait_for(check, timeout, "the sandbox to deliver every callback", interval=0.3)
+        self.settle_streams(max(5.0, timeout - (time.monotonic() - started)))
+        return record

@@ -390,9 +390,10 @@ class ServedStack:
 @contextlib.contextmanager
 def serve_stack(stack: Mapping[str, Any], provisioned: Provisioned, workdir: Path) -> Iterator[ServedStack]:
     """The functions of a `--functions none` local stack (its stack.json) served by sam local:
-    start-api for the HTTP routes, start-lambda for the functions its queue feeds. The sandbox is
-    told to call start-api back, and the stack's poller to invoke through start-lambda. On exit
-    everything started here is stopped, the poller first, and no container is left."""
+    start-api for the HTTP routes, start-lambda for the functions its queue and its table's stream
+    feed. The sandbox is told to call start-api back, and the stack's pollers to invoke through
+    start-lambda. On exit everything started here is stopped, the pollers first, and no container is
+    left."""
     if stack["functions"] != "none" or not stack.get("webhook_path"):
         raise ProvisionError("the stack serves its functions itself: start it with --functions none")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -405,7 +406,7 @@ def serve_stack(stack: Mapping[str, Any], provisioned: Provisioned, workdir: Pat
     # What the in-process functions get (function_env, the stack's resources, AWS on moto), as a
     # --env-vars file holding only the names the template declares.
     variables, _dropped = for_sam(from_stack(stack))
-    consumers = sorted({str(source["function"]) for source in stack["sqs"].get("sources", [])})
+    consumers = event_source_functions(stack)
     event_sources = f"{stack['control_url']}/_local/event-sources"
     with contextlib.ExitStack() as started:
         api = started.enter_context(sam.start_api(variables, free_port()))
@@ -415,6 +416,12 @@ def serve_stack(stack: Mapping[str, Any], provisioned: Provisioned, workdir: Pat
         _post(event_sources, {"invoke_url": lambdas.url})
         started.callback(_post, event_sources, {"invoke_url": None}, quiet=True)
         yield ServedStack(api, lambdas, webhook_url)
+
+
+def event_source_functions(stack: Mapping[str, Any]) -> list[str]:
+    """The functions a stack's event source mappings invoke (its queue's, its stream's)."""
+    sources = [*stack["sqs"].get("sources", []), *stack.get("streams", {}).get("sources", [])]
+    return sorted({str(source["function"]) for source in sources})
 
 
 def _post(url: str, body: Any, quiet: bool = False) -> None:
