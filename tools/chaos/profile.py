@@ -52,7 +52,7 @@ SANDBOX_CHAOS: Mapping[str, Any] = {
     "future_rate": 0.02,
     "bulk_size": BULK_SIZE,
     "bulk_only_rate": 0.05,
-    "bulk_wait_seconds": 2.0,
+    "bulk_wait_seconds": 10.0,
     "gzip_min_bytes": 100_000,
     "callback_max_attempts": 12,
     "callback_backoff_seconds": 0.1,

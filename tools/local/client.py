@@ -341,21 +341,22 @@ class StackClient:
             )
         return reports
 
-    def wait_callbacks_done(self, message_ids: Sequence[str], timeout: float) -> dict[str, Any]:
-        """Until the sandbox knows every message and has nothing left to deliver (retries included),
-        then until the stream has handed every stored delivery to the applier.
-
-        The webhook answers once a delivery is stored, so by then the table holds every delivery it
-        will get; once the stream settles, every event of them is applied. Returns the sandbox's
-        record of the first moment.
-        """
-        started = time.monotonic()
+    def wait_callbacks_sent(self, message_ids: Sequence[str], timeout: float) -> dict[str, Any]:
+        """Until the sandbox knows every message and has nothing left to deliver (retries included):
+        the webhook answers once a delivery is stored, so by then the table holds every delivery it
+        will get. Returns the sandbox's record at that moment."""
 
         def check() -> dict[str, Any] | None:
             record = self.sandbox_record()
             known = all(m in record["messages"] for m in message_ids)
             return record if known and not record["pending"] else None
 
-        record = wait_for(check, timeout, "the sandbox to deliver every callback", interval=0.3)
+        return wait_for(check, timeout, "the sandbox to deliver every callback", interval=0.3)
+
+    def wait_callbacks_done(self, message_ids: Sequence[str], timeout: float) -> dict[str, Any]:
+        """wait_callbacks_sent, then until the stack's stream poller has handed every stored delivery
+        to the applier: every event of them applied. Returns the sandbox's record."""
+        started = time.monotonic()
+        record = self.wait_callbacks_sent(message_ids, timeout)
         self.settle_streams(max(5.0, timeout - (time.monotonic() - started)))
         return record

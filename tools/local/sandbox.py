@@ -150,8 +150,8 @@ class SandboxConfig:
     malformed_rate: float = 0.0  # per array: one item that is not an event (no eventId, or no object)
     future_rate: float = 0.0  # per event: its dateTime FUTURE_YEARS ahead (a clock gone wrong)
     # Bulk arrays: every event is also kept in a backlog, sent as one array of bulk_size events once
-    # that many are there (the rest after bulk_wait_seconds with nothing else to send); a bulk_only_rate
-    # share of events is sent in a bulk array only. 0: no backlog.
+    # that many are there (the rest once nothing else was due or in flight for bulk_wait_seconds); a
+    # bulk_only_rate share of events is sent in a bulk array only. 0: no backlog.
     bulk_size: int = 0
     bulk_only_rate: float = 0.0
     bulk_wait_seconds: float = 2.0
@@ -274,10 +274,11 @@ class Sandbox:
         self._dispatch_rng = random.Random(f"{self._config.seed}/dispatch")
         self._due: list[_Due] = []
         self._inflight = 0
-        # Bulk arrays: events waiting to go out together, those already taken, when the last came.
+        # Bulk arrays: events waiting to go out together, those already taken; since when nothing
+        # else has been due or in flight.
         self._backlog: list[dict[str, Any]] = []
         self._backlogged: set[str] = set()
-        self._backlog_added_at = 0.0
+        self._quiet_since = 0.0
         self._stopping = False
         self._dispatcher: threading.Thread | None = None
         self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-callback")
@@ -655,7 +656,7 @@ class Sandbox:
             if self._config.webhook_url:
                 if self._due and self._due[0].at <= now:
                     break
-                if self._backlog and now - self._backlog_added_at >= self._config.bulk_wait_seconds:
+                if self._backlog and self._quiet_for(now) >= self._config.bulk_wait_seconds:
                     return [self._bulk_delivery()]
             self._cond.wait(max(0.005, self._wait_seconds(now)))
         if self._stopping:
@@ -669,6 +670,7 @@ class Sandbox:
                 retries.append(item.delivery)
             elif item.event is not None:
                 events.append(item.event)
+        self._quiet_since = time.monotonic()
         deliveries = retries + self._group(self._backlog_events(events))
         if 0 < self._config.bulk_size <= len(self._backlog):
             deliveries.append(self._bulk_delivery())
@@ -678,9 +680,13 @@ class Sandbox:
         if not self._config.webhook_url:
             return 0.5
         waits = [self._due[0].at - now] if self._due else [0.5]
-        if self._backlog:
-            waits.append(self._backlog_added_at + self._config.bulk_wait_seconds - now)
+        if self._backlog and self._quiet_for(now) >= 0:
+            waits.append(self._config.bulk_wait_seconds - self._quiet_for(now))
         return min(waits)
+
+    def _quiet_for(self, now: float) -> float:
+        """Seconds since anything was last sent or answered; -1 while something is due or in flight."""
+        return -1.0 if self._due or self._inflight else now - self._quiet_since
 
     def _backlog_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each event's first occurrence also into the bulk backlog; those sent in bulk only left out."""
@@ -693,7 +699,6 @@ class Sandbox:
             if event_id not in self._backlogged:
                 self._backlogged.add(event_id)
                 self._backlog.append(event)
-                self._backlog_added_at = time.monotonic()
             if not self._bulk_only(config, event_id):
                 sent.append(event)
         return sent
@@ -745,6 +750,7 @@ class Sandbox:
         finally:
             with self._cond:
                 self._inflight -= 1
+                self._quiet_since = time.monotonic()
                 self._cond.notify_all()
 
     def _attempt(self, delivery: _Delivery) -> None:
