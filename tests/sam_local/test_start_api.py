@@ -37,7 +37,9 @@ REQUEST: dict[str, Any] = {
     ],
 }
 WEBHOOK_PATH = "/webhooks/ocelot"
-LAYER_IN_CONTAINER = "/opt/python/ocelot_sms/store.py"
+# A file of the layer, compared byte for byte between the build and a running container.
+LAYER_FILE = Path("ocelot_sms") / "store" / "codec.py"
+LAYER_IN_CONTAINER = f"/opt/python/{LAYER_FILE}"
 
 
 @pytest.fixture
@@ -76,7 +78,7 @@ def check_containers(api: harness.SamServer) -> dict[str, str]:
     """Every warm container: the host's network, only its BUILT function mounted (at /var/task), and
     the BUILT layer at /opt/python. Returns function name -> container id."""
     functions: dict[str, str] = {}
-    layer_file = harness.BUILD_DIR / "SharedLayer" / "python" / "ocelot_sms" / "store.py"
+    layer_file = harness.BUILD_DIR / "SharedLayer" / "python" / LAYER_FILE
     for container in api.container_ids():
         (info,) = docker_json("inspect", container)
         function = info["Config"]["Labels"]["sam.cli.function.name"]

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -375,6 +376,24 @@ class SamServer:
             if run(["docker", "inspect", container], timeout=30).returncode == 0:
                 self.leftover_containers.append(container)
                 run(["docker", "rm", "-f", container], timeout=60)
+        release_build_locks(self.process.pid)
+
+
+def release_build_locks(pid: int) -> list[Path]:
+    """SAM's image build locks (in the temp directory) that a stopped SAM process still held, marked
+    failed and removed: the next SAM then builds the image itself, instead of waiting five minutes for
+    a build that will never finish (SAM stopped in the middle of building a warm container's image)."""
+    released = []
+    for lock in Path(tempfile.gettempdir()).glob("samcli_*.building.lock"):
+        try:
+            owner = lock.read_text().split()[0]
+        except (OSError, IndexError):
+            continue
+        if owner == str(pid):
+            lock.with_suffix(".status").write_text(f"failed\n{time.time()}")
+            lock.unlink(missing_ok=True)
+            released.append(lock)
+    return released
 
 
 # ---- a local stack's functions, served by sam local -------------------------------------------
