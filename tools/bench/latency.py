@@ -2,10 +2,15 @@
 callbacks posted to its webhook one after another, each message's state read from the table until it
 holds the callback's status. What the figure is made of: the stream poller's wait for its next poll
 (Lambda polls a shard four times a second; the local poller does too), reading the stream, and the
-applier's two writes."""
+applier's two writes.
+
+Each callback waits a random part of a poll interval first: callbacks arrive independently of the
+poller's rhythm, as Ocelot's do (one right after the previous status showed would always meet the
+poller at the start of its wait)."""
 
 from __future__ import annotations
 
+import random
 import statistics
 import tempfile
 import time
@@ -37,8 +42,9 @@ def _callback(message_id: str) -> dict[str, Any]:
     }
 
 
-def _one(client: StackClient, http: requests.Session) -> tuple[float, float]:
+def _one(client: StackClient, http: requests.Session, pause: float) -> tuple[float, float]:
     """(seconds to the webhook's answer, seconds from it to the state in the table)."""
+    time.sleep(pause)
     info = client.info
     assert info.webhook_url is not None
     message_id = str(uuid.uuid4())
@@ -66,8 +72,9 @@ def measure(samples: int) -> dict[str, Any]:
         info = stack.start(timeout=90)
         try:
             with StackClient(info) as client, requests.Session() as http:
-                _one(client, http)  # warm: first invocation of each function
-                timed = [_one(client, http) for _ in range(samples)]
+                _one(client, http, 0.0)  # warm: first invocation of each function
+                phases = random.Random(7)
+                timed = [_one(client, http, phases.uniform(0, STREAM_POLL_SECONDS)) for _ in range(samples)]
         finally:
             stack.stop()
     visible_ms = [v * 1e3 for _, v in timed]
