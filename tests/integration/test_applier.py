@@ -5,9 +5,11 @@ batch failures, retries, on-failure queue); the applier applies each item on its
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,12 +157,10 @@ def test_a_body_over_the_limit_is_413_and_its_start_is_kept(client: StackClient,
     assert client.store.get_message(message).events == ()
 
 
-def test_a_delivery_the_applier_fails_on_is_retried_from_the_stream(
-    client: StackClient, stack: StackInfo
-) -> None:
-    """Given DynamoDB refusing every write of one event (500), so the applier reports its record failed,
-    When the callback is posted, and DynamoDB recovers after that first failure,
-    Then the stream poller hands the record over again and the event is applied."""
+@contextlib.contextmanager
+def refused_writes(client: StackClient, stack: StackInfo) -> Iterator[tuple[str, dict[str, Any], list[str]]]:
+    """A callback posted while DynamoDB refuses every write of its event (500): the message id, the
+    item and the sequence numbers the applier reported failed; DynamoDB recovers on the way out."""
     message = new_message_id()
     item = status_item(message, "delivered", datetime.now(UTC))
     before = applier_invocations(client)
@@ -172,8 +172,20 @@ def test_a_delivery_the_applier_fails_on_is_retried_from_the_stream(
         failed = wait_for(
             lambda: applier_failures(client, before) or None, 30, "the applier to report a failure"
         )
+        yield message, item, failed
     finally:
         client.storage_faults(reset=True)
+
+
+def test_a_delivery_the_applier_fails_on_is_retried_from_the_stream(
+    client: StackClient, stack: StackInfo
+) -> None:
+    """Given DynamoDB refusing every write of one event (500), so the applier reports its record failed,
+    When the callback is posted, and DynamoDB recovers after that first failure,
+    Then the stream poller hands the record over again and the event is applied."""
+    before = applier_invocations(client)
+    with refused_writes(client, stack) as (message, item, failed):
+        pass
 
     client.settle_streams()
     assert len(failed) >= 1
@@ -194,26 +206,16 @@ def test_a_delivery_failing_every_retry_goes_to_the_on_failure_queue_and_replay_
     `ocelot-sms replay` applies the delivery from the table."""
     source = stream_source(stack)
     since = datetime.now(UTC) - timedelta(seconds=5)
-    message = new_message_id()
-    item = status_item(message, "delivered", datetime.now(UTC))
-    before = applier_invocations(client)
-    client.storage_faults(
-        reset=True, rate=1.0, errors=["InternalServerError"], sk_prefixes=[f"EVT#{item['eventId']}"]
-    )
-    try:
-        assert post_callback(stack, json.dumps(item)).status_code == 200
-        sequence = wait_for(lambda: applier_failures(client, before) or None, 30, "a failure")[0]
+    with refused_writes(client, stack) as (message, _item, failed):
 
         def sent_on() -> dict[str, Any] | None:
-            for message_ in client.queue_messages(APPLIER_DLQ):
-                document: dict[str, Any] = json.loads(message_["Body"])
-                if document["DDBStreamBatchInfo"]["startSequenceNumber"] == sequence:
+            for queued in client.queue_messages(APPLIER_DLQ):
+                document: dict[str, Any] = json.loads(queued["Body"])
+                if document["DDBStreamBatchInfo"]["startSequenceNumber"] == failed[0]:
                     return document
             return None
 
         document = wait_for(sent_on, 90, "the record's metadata in the on-failure queue", interval=0.5)
-    finally:
-        client.storage_faults(reset=True)
     client.sqs.purge_queue(QueueUrl=stack.queues[APPLIER_DLQ])
 
     assert document["requestContext"]["condition"] == "RetryAttemptsExhausted"
