@@ -6,9 +6,13 @@ cover every scripted outcome), shows the callbacks arriving, prints one line per
 0 only if every message ended in the status the sandbox scripted, with no event lost or stored twice.
 Everything is time-bound, and what it started it stops, also on Ctrl-C.
 
+Callbacks are acknowledged by the webhook as soon as they are stored, then applied by the applier from
+the table's stream: the progress shows both.
+
 With --sam (`make demo SAM=1`) the stack serves no functions itself (`--functions none`): `sam local
-start-api` serves the API and the webhook, `sam local start-lambda` the queue's function (the stack's
-poller invokes it there), in containers of the Lambda image; the driver below is the same.
+start-api` serves the API and the webhook, `sam local start-lambda` the functions the queue and the
+stream feed (the stack's pollers invoke them there), in containers of the Lambda image; the driver
+below is the same.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Demo:
         self.run_id = run_id
         self.deadline = time.monotonic() + timeout
         self.started = time.monotonic()
+        self.applied_before = self.applied()
 
     def remaining(self) -> float:
         return max(1.0, self.deadline - time.monotonic())
@@ -111,39 +116,47 @@ class Demo:
         note(f"accepted after {time.monotonic() - start:.1f}s: Ocelot batches {batch_ids}")
         return sent
 
+    def applied(self) -> int:
+        """Stream records the applier took (each a stored delivery), over the stack's life so far."""
+        pollers = self.client.invocations()["pollers"]
+        return sum(int(p.get("records_done", 0)) for p in pollers if "mapping" in p)
+
     def watch_callbacks(self, messages: Sequence[SentMessage]) -> dict[str, Any]:
-        step(5, "Ocelot's callbacks arrive at the webhook (retried, duplicated, out of order, in arrays)")
+        step(5, "Ocelot's callbacks: acknowledged by the webhook once stored, then applied from the stream")
+        note("(retried, duplicated, out of order, in arrays)")
         ids = [m.message_id for m in messages]
         start = time.monotonic()
         last: tuple[int, ...] | None = None
         last_print = 0.0
 
-        def progress() -> None:
+        def progress(force: bool = False) -> dict[str, Any]:
             nonlocal last, last_print
             record = self.client.sandbox_record()
             attempts = [a for a in record["callback_attempts"] if set(a["message_ids"]) & set(ids)]
             states = self.client.states(ids)
             final = sum(1 for s in states.values() if s.status in TERMINAL)
-            retried = sum(1 for a in attempts if a["attempt"] > 1)
-            failed = sum(1 for a in attempts if a["outcome"] != "delivered")
-            shown = (len(attempts), retried, failed, final, record["pending"])
+            acknowledged = sum(1 for a in attempts if a["status_code"] == 200)
+            resent = sum(1 for a in attempts if a["attempt"] > 1)
+            applied = self.applied() - self.applied_before
+            shown = (len(attempts), acknowledged, resent, applied, final, record["pending"])
             now = time.monotonic()
-            if shown != last and now - last_print >= 0.5:
+            if force or (shown != last and now - last_print >= 0.5):
                 print(
-                    f"      [{now - start:5.1f}s] callbacks sent {len(attempts):3d} "
-                    f"(failed {failed}, retries {retried}) | messages final {final:2d}/{len(ids)} "
-                    f"| still to deliver {record['pending']}",
+                    f"      [{now - start:5.1f}s] callbacks sent {len(attempts):3d} (re-sent {resent}) "
+                    f"| acknowledged (200) {acknowledged:3d} | applied {applied:3d} "
+                    f"| messages final {final:2d}/{len(ids)} | still to deliver {record['pending']}",
                     flush=True,
                 )
                 last, last_print = shown, now
+            return record
 
         def done() -> dict[str, Any] | None:
-            progress()
-            record = self.client.sandbox_record()
+            record = progress()
             return record if not record["pending"] and all(i in record["messages"] for i in ids) else None
 
         record = wait_for(done, self.remaining(), "the callbacks", interval=0.25)
-        progress()
+        self.client.settle_streams(self.remaining())
+        progress(force=True)
         return record
 
 
@@ -193,10 +206,12 @@ def run(client: StackClient, timeout: float, seed: int) -> bool:
         a for a in record["callback_attempts"] if set(a["message_ids"]) & {m.message_id for m in sent}
     ]
     requests_seen = record["requests"]
+    acknowledged = sum(1 for a in attempts if a["status_code"] == 200)
     print(
         f"\n  {matched}/{len(reports)} messages ended as scripted | events stored {stored}, lost {lost}, "
         f"duplicates ignored {duplicates} | callback attempts {len(attempts)} "
-        f"({sum(1 for a in attempts if a['outcome'] != 'delivered')} failed and retried) | "
+        f"({sum(1 for a in attempts if a['outcome'] != 'delivered')} failed and retried), "
+        f"{acknowledged} acknowledged, {demo.applied() - demo.applied_before} applied | "
         f"send requests {len(requests_seen)} ({sum(1 for r in requests_seen if r['status'] == 429)} got 429)"
     )
     return matched == len(reports) and len(reports) == 2 * len(SUFFIXES)
@@ -219,10 +234,11 @@ def serve_with_sam(
     `resources` stops. Returns the stack's info with start-api as API and webhook."""
     note(f"sam local: starting start-api and start-lambda (image {provisioned.image}, warm containers) ...")
     served = resources.enter_context(serve.serve_stack(info.to_json(), provisioned, workdir))
-    consumers = ", ".join(sorted({s["function"] for s in info.sqs["sources"]}))
+    consumers = ", ".join(serve.event_source_functions(info.to_json()))
     note(
         f"functions served by sam local: start-api {served.api.url}, start-lambda {served.lambdas.url} "
-        f"(SQS poller -> {consumers}; logs: {served.api.log_path}, {served.lambdas.log_path})"
+        f"(the queue's and the stream's pollers -> {consumers}; logs: {served.api.log_path}, "
+        f"{served.lambdas.log_path})"
     )
     return replace(info, api_url=served.api.url, webhook_url=served.webhook_url)
 

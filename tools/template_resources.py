@@ -1,6 +1,7 @@
 """template.yaml, read once for the tests and the tools: its tables and queues created elsewhere (moto)
 from the SAME definitions, and each function as the template deploys it (handler, code, timeout,
-memory, environment with its intrinsics resolved, HTTP routes, SQS event sources).
+memory, environment with its intrinsics resolved, HTTP routes, SQS event sources, the event source
+mappings that read a table's stream).
 
 Nothing about the resources or the functions is written down a second time, so nothing can drift
 from what is deployed.
@@ -74,20 +75,36 @@ def create_table(client: Any, logical_id: str, table_name: str) -> None:
 
 def create_queue_pair(client: Any, queue_id: str, dlq_id: str, prefix: str) -> tuple[str, str]:
     """The queue and its dead-letter queue with the template's attributes and redrive policy."""
-    dlq_url = client.create_queue(QueueName=f"{prefix}-{dlq_id}", Attributes=_queue_attributes(dlq_id))[
-        "QueueUrl"
-    ]
-    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    attributes = _queue_attributes(queue_id)
-    redrive = resource(queue_id)["Properties"].get("RedrivePolicy")
+    dlq_url = create_queue(client, dlq_id, prefix)
+    return create_queue(client, queue_id, prefix, {dlq_id: dlq_url}), dlq_url
+
+
+def create_queue(client: Any, logical_id: str, prefix: str, created: Mapping[str, str] | None = None) -> str:
+    """One queue with the template's attributes; its redrive policy, if any, names a queue already in
+    `created` (logical id -> URL). Returns its URL."""
+    attributes = _queue_attributes(logical_id)
+    redrive = resource(logical_id)["Properties"].get("RedrivePolicy")
     if redrive:
+        target = _get_att(redrive["deadLetterTargetArn"], "Arn", f"{logical_id}.RedrivePolicy")
+        dlq_arn = client.get_queue_attributes(QueueUrl=(created or {})[target], AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
         attributes["RedrivePolicy"] = json.dumps(
             {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(redrive["maxReceiveCount"])}
         )
-    queue_url = client.create_queue(QueueName=f"{prefix}-{queue_id}", Attributes=attributes)["QueueUrl"]
-    return queue_url, dlq_url
+    url: str = client.create_queue(QueueName=f"{prefix}-{logical_id}", Attributes=attributes)["QueueUrl"]
+    return url
+
+
+def create_queues(client: Any, prefix: str) -> dict[str, str]:
+    """Every AWS::SQS::Queue of the template, dead-letter queues before the queues that name them.
+    Returns logical id -> URL."""
+    queues = [name for name, spec in load_template()["Resources"].items() if spec["Type"] == QUEUE_TYPE]
+    redriven = [q for q in queues if "RedrivePolicy" in resource(q)["Properties"]]
+    created: dict[str, str] = {}
+    for logical_id in [q for q in queues if q not in redriven] + redriven:
+        created[logical_id] = create_queue(client, logical_id, prefix, created)
+    return created
 
 
 def _queue_attributes(logical_id: str) -> dict[str, str]:
@@ -111,6 +128,8 @@ def function_environment(logical_id: str) -> dict[str, Any]:
 # ---- the functions, resolved against local resources --------------------------------------------------
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
+QUEUE_TYPE = "AWS::SQS::Queue"
+MAPPING_TYPE = "AWS::Lambda::EventSourceMapping"
 _NO_VALUE = object()
 
 
@@ -133,6 +152,53 @@ class SqsSource:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamSource:
+    """An AWS::Lambda::EventSourceMapping that reads a table's stream, with what Lambda does with it."""
+
+    mapping: str  # logical id of the mapping
+    table: str  # logical id of the table whose stream it reads
+    batch_size: int
+    batching_window_seconds: float
+    starting_position: str  # TRIM_HORIZON or LATEST
+    bisect_on_error: bool
+    maximum_retry_attempts: int  # -1: until the record leaves the stream
+    report_batch_item_failures: bool
+    parallelization_factor: int
+    filters: tuple[dict[str, Any], ...]  # FilterCriteria patterns; none: every record
+    on_failure: str | None  # logical id of the queue a spent batch's metadata goes to
+
+    def accepts(self, record: Mapping[str, Any]) -> bool:
+        """Whether a stream record (Lambda's JSON) passes the filter criteria: any pattern matching."""
+        return not self.filters or any(_matches(record, pattern) for pattern in self.filters)
+
+
+def _matches(value: Any, pattern: Mapping[str, Any]) -> bool:
+    """Lambda's filter patterns as far as plain values go: every key of the pattern present, nested
+    objects matched in turn, a list of values matched by equality with one of them."""
+    if not isinstance(value, Mapping):
+        return False
+    for key, wanted in pattern.items():
+        if isinstance(wanted, Mapping):
+            if not _matches(value.get(key), wanted):
+                return False
+        elif key not in value or value[key] not in wanted:
+            return False
+    return True
+
+
+def _plain_pattern(pattern: Any, where: str) -> dict[str, Any]:
+    """A filter pattern the local poller can apply exactly, or a TemplateError (no silent guess)."""
+    if not isinstance(pattern, dict):
+        raise TemplateError(f"{where}: a filter pattern must be a JSON object")
+    for key, wanted in pattern.items():
+        if isinstance(wanted, dict):
+            _plain_pattern(wanted, f"{where}.{key}")
+        elif not isinstance(wanted, list) or any(isinstance(v, dict | list) for v in wanted):
+            raise TemplateError(f"{where}.{key}: only lists of plain values are emulated locally")
+    return pattern
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionSpec:
     logical_id: str
     handler: str
@@ -142,6 +208,7 @@ class FunctionSpec:
     environment: Mapping[str, str]
     routes: tuple[HttpRoute, ...]
     sqs_sources: tuple[SqsSource, ...]  # `Schedule` events are not run on a timer locally: on demand
+    stream_sources: tuple[StreamSource, ...] = ()
 
 
 class Resolver:
@@ -220,10 +287,55 @@ class Resolver:
         raise TemplateError(f"Ref {name} has no local counterpart")
 
 
+def _get_att(node: Any, attribute: str, where: str) -> str:
+    """The logical id in `!GetAtt <id>.<attribute>`, or a TemplateError."""
+    if not (isinstance(node, dict) and list(node) == ["Fn::GetAtt"] and node["Fn::GetAtt"][1] == attribute):
+        raise TemplateError(f"{where}: expected !GetAtt <resource>.{attribute}")
+    return str(node["Fn::GetAtt"][0])
+
+
+def stream_sources(resolver: Resolver) -> dict[str, list[StreamSource]]:
+    """The template's event source mappings on a table's stream, by the function they invoke."""
+    sources: dict[str, list[StreamSource]] = {}
+    for logical_id, spec in load_template()["Resources"].items():
+        if spec.get("Type") != MAPPING_TYPE:
+            continue
+        given = spec["Properties"]
+        function = given["FunctionName"].get("Ref") if isinstance(given["FunctionName"], dict) else None
+        if function is None:
+            raise TemplateError(f"{logical_id}: FunctionName must be !Ref <function>")
+        table = _get_att(given["EventSourceArn"], "StreamArn", f"{logical_id}.EventSourceArn")
+        destination = given.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        patterns = [f["Pattern"] for f in given.get("FilterCriteria", {}).get("Filters", [])]
+
+        def get(key: str, default: Any, given: Mapping[str, Any] = given) -> Any:
+            return resolver.value(given.get(key, default))
+
+        sources.setdefault(function, []).append(
+            StreamSource(
+                mapping=logical_id,
+                table=table,
+                batch_size=int(get("BatchSize", 100)),
+                batching_window_seconds=float(get("MaximumBatchingWindowInSeconds", 0)),
+                starting_position=str(get("StartingPosition", "LATEST")),
+                bisect_on_error=bool(get("BisectBatchOnFunctionError", False)),
+                maximum_retry_attempts=int(get("MaximumRetryAttempts", -1)),
+                report_batch_item_failures="ReportBatchItemFailures" in get("FunctionResponseTypes", []),
+                parallelization_factor=int(get("ParallelizationFactor", 1)),
+                filters=tuple(
+                    _plain_pattern(json.loads(str(p)), f"{logical_id}.FilterCriteria") for p in patterns
+                ),
+                on_failure=_get_att(destination, "Arn", f"{logical_id}.OnFailure") if destination else None,
+            )
+        )
+    return sources
+
+
 def function_specs(resolver: Resolver) -> list[FunctionSpec]:
     """Every function of the template, its properties resolved (Globals first, its own on top)."""
     template = load_template()
     globals_ = template.get("Globals", {}).get("Function", {})
+    streams = stream_sources(resolver)
     specs = []
     for logical_id, spec in template["Resources"].items():
         if spec.get("Type") != FUNCTION_TYPE:
@@ -268,6 +380,7 @@ def function_specs(resolver: Resolver) -> list[FunctionSpec]:
                 environment={k: str(v) for k, v in environment.items() if v is not None},
                 routes=tuple(routes),
                 sqs_sources=tuple(sources),
+                stream_sources=tuple(streams.get(logical_id, ())),
             )
         )
     return specs

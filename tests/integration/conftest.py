@@ -2,6 +2,7 @@
 
 The stack is the one `make local-up` runs, started in a temporary state directory and stopped at the
 end of the package, also when a test fails. This process may only talk to loopback while it runs.
+Callbacks reach the webhook, which stores them; the stack's stream poller hands them to the applier.
 
 The CI-sized chaos run has a stack of its own: it starts with the first integration test, runs in a
 thread beside the other tests (most of them wait on timers: retries, visibility timeouts, callback
@@ -10,16 +11,24 @@ delays), and is checked by test_chaos.py's test, which runs last.
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
+from click.testing import CliRunner, Result
 
+from ocelot_sms import runtime
+from ocelot_sms.observability import logger
+from ocelot_sms_cli.main import cli
 from tools.chaos.run import CI_MESSAGES, ChaosResult, run_chaos
 from tools.local import netguard
 from tools.local.client import StackClient
@@ -27,7 +36,8 @@ from tools.local.stack import PID_FILE, STACK_FILE, StackInfo, StackProcess
 
 SEED = 11
 # Short visibility timeout: a failed queue message is retried after 1 s (the queue says 540 s).
-STACK_ARGS = ["--seed", str(SEED), "--visibility-timeout", "1"]
+# botocore's retry waits x0.1 in the stack: a test that fails DynamoDB writes on purpose waits less.
+STACK_ARGS = ["--seed", str(SEED), "--visibility-timeout", "1", "--aws-backoff-scale", "0.1"]
 CHAOS_TEST, CHAOS_SEED = "test_chaos_run_at_ci_size", 5
 
 
@@ -165,3 +175,64 @@ def recipients(*suffixes: str) -> list[str]:
     """Unique numbers per call (so sandbox rules never hit another test) ending in the given suffixes."""
     block = next(_numbers)
     return [f"+1555{block:03d}{n:02d}{suffix}" for n, suffix in enumerate(suffixes)]
+
+
+# ---- callbacks straight to the webhook ------------------------------------------------------------
+
+
+def post_callback(
+    stack: StackInfo, body: bytes | str, headers: Mapping[str, str] | None = None
+) -> requests.Response:
+    """One delivery to the webhook with the stack's Basic credentials, as Ocelot would send it."""
+    assert stack.webhook_url is not None
+    credentials = stack.webhook_credentials
+    return requests.post(
+        stack.webhook_url,
+        data=body,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        auth=(credentials["username"], credentials["password"]),
+        timeout=30,
+    )
+
+
+def raw_delivery(client: StackClient, stack: StackInfo, delivery_id: str) -> dict[str, Any]:
+    """The raw delivery's item (plain values), found by its delivery id."""
+    items = client.table_items(
+        stack.tables["messages"], ["deliveryId", "type", "problems", "problemCount", "truncatedFrom"]
+    )
+    [item] = [i for i in items if i.get("deliveryId", {}).get("S") == delivery_id]
+    return {k: _plain(v) for k, v in item.items()}
+
+
+def _plain(value: Mapping[str, Any]) -> Any:
+    ((kind, inner),) = value.items()
+    if kind == "N":
+        return int(inner)
+    if kind == "L":
+        return [_plain(v) for v in inner]
+    return inner
+
+
+# ---- the CLI, --local -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def operator(stack: StackInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A shell in a checkout whose .local/stack.json is the running stack's; the environment, the
+    layer's cached clients and its log stream are put back afterwards."""
+    (tmp_path / ".local").mkdir()
+    shutil.copy(Path(stack.state_dir) / STACK_FILE, tmp_path / ".local" / STACK_FILE)
+    monkeypatch.chdir(tmp_path)
+    saved = dict(os.environ)
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        monkeypatch.setattr(handler, "stream", handler.stream)
+    runtime.reset()
+    yield tmp_path
+    runtime.reset()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def ocelot_sms(*args: str) -> Result:
+    return CliRunner(mix_stderr=False).invoke(cli, ["--local", *args], catch_exceptions=False)

@@ -1,7 +1,8 @@
 """Ocelot's callbacks with chaos on: duplicates, out of order, arrays, lost answers, webhook 5xx.
 
 Whatever happens on the way, every message must end in the sandbox's scripted status, and the events
-in DynamoDB must be exactly the distinct events the sandbox sent: none lost, none stored twice.
+in DynamoDB must be exactly the distinct events the sandbox sent: none lost, none stored twice. The
+webhook stores each delivery; the stack's stream poller hands it to the applier, which applies it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def test_chaos_ends_in_the_scripted_outcomes_with_no_event_lost_or_doubled(
 ) -> None:
     client.sandbox_config(**CHAOS)
     # A third of the webhook requests fail once with a 503: before the function runs, or after it
-    # stored the events (the answer is lost). Ocelot retries with the same events either way.
+    # stored the delivery (the answer is lost). Ocelot retries with the same events either way.
     client.webhook_faults(fail_rate=0.35, status=503, mode=mode, first_attempt_only=True)
     suffixes = (
         "0001",
@@ -88,6 +89,10 @@ def test_chaos_ends_in_the_scripted_outcomes_with_no_event_lost_or_doubled(
 def test_webhook_refuses_wrong_credentials_and_accepts_the_token(
     client: StackClient, stack: StackInfo
 ) -> None:
+    """Given a callback for a message of its own,
+    When it comes with a wrong password, then with the URL's token, then twice in one array,
+    Then the first is refused and nothing stored; the token is acknowledged with the delivery's id and
+    applied; the array's two copies add nothing."""
     assert stack.webhook_url is not None
     event = {
         "name": "OutgoingSms.statusChanged",
@@ -99,13 +104,19 @@ def test_webhook_refuses_wrong_credentials_and_accepts_the_token(
     wrong = "Basic " + base64.b64encode(b"ocelot:wrong").decode()
     refused = requests.post(stack.webhook_url, json=event, headers={"Authorization": wrong}, timeout=10)
     assert refused.status_code == 401
+    client.settle_streams()
     assert client.store.get_message(event["messageId"]).events == ()
 
     token = stack.webhook_credentials["token"]
     accepted = requests.post(stack.webhook_url, params={"token": token}, json=event, timeout=10)
     assert accepted.status_code == 200
-    assert accepted.json()["new"] == 1
+    assert accepted.json() == {"received": True, "deliveryId": accepted.json()["deliveryId"]}
     again = requests.post(stack.webhook_url, params={"token": token}, json=[event, event], timeout=10)
     assert again.status_code == 200
-    assert again.json()["duplicates"] == 2
-    assert [e.event_id for e in client.store.get_message(event["messageId"]).events] == [event["eventId"]]
+    assert again.json()["deliveryId"] != accepted.json()["deliveryId"]
+
+    client.settle_streams()
+    history = client.store.get_message(event["messageId"])
+    assert [e.event_id for e in history.events] == [event["eventId"]]
+    assert history.state is not None
+    assert history.state.status == "delivered"

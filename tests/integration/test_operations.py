@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
-import os
-import shutil
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
-from ocelot_sms import runtime
-from ocelot_sms.observability import logger
 from ocelot_sms_cli.main import cli
-from tests.integration.conftest import batch, recipients, request_id
+from tests.integration.conftest import batch, ocelot_sms, recipients, request_id
 from tools.local.client import StackClient, wait_for
-from tools.local.stack import STACK_FILE, StackInfo
+from tools.local.stack import StackInfo
 
 # Final status by the recipient's last four digits (tools/local/sandbox.py); anything else: delivered.
 SUFFIXES = ("0001", "0002", "0003", "0010", "0011", "0012", "0013")
@@ -122,24 +116,6 @@ def test_the_sweep_runs_in_the_stack_and_marks_nothing_recent(client: StackClien
 # ---- the CLI, --local ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def operator(stack: StackInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A shell in a checkout whose .local/stack.json is the running stack's; the environment, the
-    layer's cached clients and its log stream are put back afterwards."""
-    (tmp_path / ".local").mkdir()
-    shutil.copy(Path(stack.state_dir) / STACK_FILE, tmp_path / ".local" / STACK_FILE)
-    monkeypatch.chdir(tmp_path)
-    saved = dict(os.environ)
-    handler = logger.registered_handler
-    if isinstance(handler, logging.StreamHandler):
-        monkeypatch.setattr(handler, "stream", handler.stream)
-    runtime.reset()
-    yield tmp_path
-    runtime.reset()
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 _blocks = itertools.count(200)
 
 
@@ -147,10 +123,6 @@ def us_numbers(*suffixes: str) -> list[str]:
     """Numbers the CLI can text (+1 555 BBB ssss: ten digits, as in the US), a block per call."""
     block = next(_blocks)
     return [f"+1555{block:03d}{suffix}" for suffix in suffixes]
-
-
-def ocelot_sms(*args: str) -> Result:
-    return CliRunner(mix_stderr=False).invoke(cli, ["--local", *args], catch_exceptions=False)
 
 
 def test_cli_sends_through_the_queue_and_shows_the_outcomes(client: StackClient, operator: Path) -> None:

@@ -7,6 +7,7 @@ to provide the engine, the image or the build FAILS the tests: CI never skips th
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator, Mapping
@@ -20,8 +21,17 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from tests.sam_local import harness
 from tools.local import netguard
-from tools.local.aws import DEAD_LETTER_QUEUE, OCELOT_SECRET, QUEUE, WEBHOOK_SECRET, provision
+from tools.local.aws import (
+    DEAD_LETTER_QUEUE,
+    OCELOT_SECRET,
+    QUEUE,
+    WEBHOOK_SECRET,
+    LocalResources,
+    provision,
+)
 from tools.local.client import StackClient
+from tools.local.event_sources import StreamPoller
+from tools.local.functions import Invoker
 from tools.local.stack import StackInfo, StackProcess
 from tools.sam_local.env_vars import for_sam, from_stack
 
@@ -89,6 +99,18 @@ class LocalAws:
     info: StackInfo
     client: StackClient
     variables: dict[str, str]  # the functions' environment (--env-vars)
+    resources: LocalResources
+
+    def stream_poller(self, invoker: Invoker) -> StreamPoller:
+        """The applier's event source mapping on this test's own table (not started)."""
+        return harness.stream_poller(invoker, self.info.aws_endpoint_url, *self._stream())
+
+    def applying(self, invoke_url: str) -> contextlib.AbstractContextManager[StreamPoller]:
+        """A stream poller on this test's table, invoking the applier through `invoke_url`."""
+        return harness.applying(invoke_url, self.info.aws_endpoint_url, *self._stream())
+
+    def _stream(self) -> tuple[str, str]:
+        return self.resources.stream_arns["MessagesTable"], self.resources.queues["ApplierDeadLetterQueue"]
 
     def item(self, pk: str, sk: str) -> dict[str, Any] | None:
         response = self.client.dynamodb.get_item(
@@ -147,7 +169,7 @@ def isolated_aws(stack: StackInfo) -> Iterator[LocalAws]:
     client = StackClient(info)
     client.sandbox_reset(config=True, record=True)
     try:
-        yield LocalAws(info, client, variables)
+        yield LocalAws(info, client, variables, resources)
     finally:
         client.sandbox_reset(config=True, record=True)
         for table in info.tables.values():

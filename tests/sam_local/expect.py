@@ -11,6 +11,9 @@ An expectation says which function takes the event and what must follow:
     "count"     [{"where": {...}, "count": N}]: how many items match `where` (scan)
     "sandbox"   {"requests": N, "accepted": [[recipients of chunk 1], ...]}: what Ocelot received
     "recorded"  true: every message id in the body is stored (MSG#id/#META) with this requestId
+    "applied"   then the table's stream is read as the applier's event source mapping reads it, and
+                what its filter passes goes to ApplierFunction (`sam local invoke`): "response",
+                "items", "absent" and "count" as above, checked after that
 
 "Subset" is recursive: every key given must be there with a matching value; lists match item by
 item and must have the same length.

@@ -1,20 +1,26 @@
 """Driving `sam local` from tests: what tools/sam_local/serve.py provides (the engine, the image and
-the build, start-api, start-lambda), plus `sam local invoke` of single events.
-
+the build, start-api, start-lambda), plus `sam local invoke` of single events, and the table's stream
+read as the applier's event source mapping reads it (tools/local/event_sources.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tools.local import functions
+from tools.local.aws import ACCOUNT_ID, REGION
+from tools.local.event_sources import StreamPoller
 from tools.sam_local import serve
 from tools.sam_local.env_vars import LOOPBACK as LOOPBACK
 from tools.template_resources import ROOT as ROOT
+from tools.template_resources import Resolver, stream_sources
 
 # Re-exported from serve.py, so the tests name everything `harness.X`.
 BUILD_DIR = serve.BUILD_DIR
@@ -87,3 +93,64 @@ class SamLocal(serve.SamLocal):
         return Invocation(
             function, event, result.returncode, result.stdout, result.stderr, time.monotonic() - started
         )
+
+
+@dataclass
+class SamInvoker:
+    """An Invoker (tools/local/functions.py) whose every invocation is a `sam local invoke` of the built
+    function: what a stream poller hands the applier goes to its container."""
+
+    sam: SamLocal
+    variables: Mapping[str, str]
+    invocations: list[Invocation] = field(default_factory=list)
+
+    def invoke(self, function: str, event: dict[str, Any], trigger: str) -> functions.Invocation:
+        started = datetime.now(UTC).isoformat(timespec="milliseconds")
+        done = self.sam.invoke(function, self.sam.write_json(f"event-{function}", event), self.variables)
+        self.invocations.append(done)
+        payload = done.payload
+        failed = isinstance(payload, dict) and "errorType" in payload
+        error = f"{payload['errorType']}: {payload.get('errorMessage')}" if failed else None
+        records = len(event.get("Records", []))
+        return functions.Invocation(
+            function, trigger, "sam-local-invoke", started, done.seconds * 1000, payload, error, records
+        )
+
+    def history(self) -> list[dict[str, Any]]:
+        return [{"function": i.function, "seconds": i.seconds} for i in self.invocations]
+
+
+def stream_poller(
+    invoker: functions.Invoker, aws_endpoint_url: str, stream_arn: str, on_failure_url: str
+) -> StreamPoller:
+    """The applier's event source mapping (as template.yaml declares it) on a table's stream; not
+    started: `poll_once()` hands over what is there, or `start()` keeps polling."""
+    resolver = Resolver(parameters={}, refs={}, arns={}, region=REGION, account_id=ACCOUNT_ID)
+    [(function, [source])] = stream_sources(resolver).items()
+    assert source.on_failure is not None
+    on_failure = (on_failure_url, source.on_failure)
+    return StreamPoller(invoker, function, source, aws_endpoint_url, stream_arn, REGION, on_failure, {})
+
+
+@contextlib.contextmanager
+def applying(
+    invoke_url: str, aws_endpoint_url: str, stream_arn: str, on_failure_url: str
+) -> Iterator[StreamPoller]:
+    """A stream poller invoking the applier through a Lambda Invoke API (sam local start-lambda) until
+    the block ends."""
+    invoker = functions.EndpointInvoker(invoke_url, REGION)
+    poller = stream_poller(invoker, aws_endpoint_url, stream_arn, on_failure_url)
+    poller.start()
+    try:
+        yield poller
+    finally:
+        poller.stop()
+        invoker.close()
+
+
+def settle(poller: StreamPoller, timeout: float) -> None:
+    """Until the poller has handed over everything its stream held when this was called."""
+    asked = time.monotonic()
+    while not poller.settled_since(asked):
+        assert time.monotonic() - asked < timeout, f"the stream poller did not settle: {poller.status()}"
+        time.sleep(0.1)

@@ -24,6 +24,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours some request lines
 WEBHOOK_200 = '"POST /webhooks/ocelot HTTP/1.1" 200'
 BATCH_201 = '"POST /batches HTTP/1.1" 201'
 SQS_INVOKE = '"POST /2015-03-31/functions/SenderFunction/invocations HTTP/1.1" 200'
+STREAM_INVOKE = '"POST /2015-03-31/functions/ApplierFunction/invocations HTTP/1.1" 200'
 
 
 def only_log(folder: Path, pattern: str) -> str:
@@ -73,7 +74,8 @@ def test_the_demo_in_sam_mode_passes_with_the_functions_served_by_sam_local(
     When the demo runs in SAM mode,
     Then it passes (every message as scripted, exit 0), and sam local did the work: start-api
     accepted the API batch and answered every one of the sandbox's callback attempts 200,
-    start-lambda ran SenderFunction for the queued batch, and no container is left afterwards."""
+    start-lambda ran SenderFunction for the queued batch and ApplierFunction for the stored
+    deliveries (as many as were acknowledged), and no container is left afterwards."""
     state_dir = tmp_path / "demo"
 
     # When
@@ -104,9 +106,14 @@ def test_the_demo_in_sam_mode_passes_with_the_functions_served_by_sam_local(
     assert attempts > 0
     assert api_log.count(WEBHOOK_200) == attempts, api_log[-3000:]
 
-    # ... start-lambda ran the Sender for the SQS batch (through the poller's Invoke calls)
+    # ... start-lambda ran the Sender for the SQS batch and the applier for the stored deliveries
+    # (through the pollers' Invoke calls): every acknowledged delivery applied
     lambda_log = only_log(state_dir / "sam", "start-lambda-*.log")
     assert lambda_log.count(SQS_INVOKE) >= 1, lambda_log[-3000:]
+    assert lambda_log.count(STREAM_INVOKE) >= 1, lambda_log[-3000:]
+    applied = re.search(r"(\d+) acknowledged, (\d+) applied", result.stdout)
+    assert applied, result.stdout
+    assert int(applied.group(1)) == int(applied.group(2)) == attempts
 
     # ... and everything it started is gone: SAM's warm containers, the stack's files
     containers = containers_in(api_log, lambda_log)

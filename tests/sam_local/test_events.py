@@ -2,11 +2,14 @@
 
 The outcomes live in tests/sam_local/expectations.json (format: tests/sam_local/expect.py): the
 function that takes the event, its answer, and what it leaves behind in the tables (the local
-stack's moto server) and at Ocelot (the stack's sandbox record). A file in events/ without an entry
-fails here, with or without Docker.
+stack's moto server) and at Ocelot (the stack's sandbox record); for the webhook's files, also what
+the applier makes of the stored delivery once the table's stream hands it over. A file in events/
+without an entry fails here, with or without Docker.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -62,6 +65,8 @@ def test_event_file(name: str, request: pytest.FixtureRequest) -> None:
     if "body" in expectation:
         problems += expect.mismatches(expectation["body"], body, "body")
     problems += checks.side_effects(expectation, aws, body)
+    if "applied" in expectation:
+        problems += applied(expectation["applied"], sam, aws)
     assert not problems, "\n".join(
         [
             f"events/{name}: {expectation['given']}",
@@ -70,3 +75,23 @@ def test_event_file(name: str, request: pytest.FixtureRequest) -> None:
             invocation.log_tail(),
         ]
     )
+
+
+def applied(expectation: dict[str, Any], sam: harness.SamLocal, aws: LocalAws) -> list[str]:
+    """The table's stream read as the applier's event source mapping reads it (its filter), what it
+    passes handed to ApplierFunction by `sam local invoke`; then the declared answer and items."""
+    invoker = harness.SamInvoker(sam, aws.variables)
+    poller = aws.stream_poller(invoker)
+    try:
+        poller.poll_once()
+    finally:
+        poller.stop()
+    if not invoker.invocations:
+        return ["applied: the stream handed the applier nothing"]
+    invocation = invoker.invocations[-1]
+    problems = checks.runs_from_build(invocation)
+    problems += expect.mismatches(expectation.get("response", {}), invocation.payload, "applied.response")
+    problems += [f"applied: {p}" for p in checks.side_effects(expectation, aws, {})]
+    if problems:
+        problems += ["--- sam local invoke ApplierFunction ---", invocation.log_tail()]
+    return problems

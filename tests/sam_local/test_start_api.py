@@ -1,5 +1,7 @@
 """`sam local start-api` end to end: POST /batches through SAM's API emulation, Ocelot's callbacks
-back through the same start-api to the webhook, final states in DynamoDB as the sandbox scripted.
+back through the same start-api to the webhook, the stored deliveries applied by the applier under
+`sam local start-lambda` (invoked by a stream poller as Lambda's event source mapping would), final
+states in DynamoDB as the sandbox scripted.
 
 Not emulated by SAM: the IAM (SigV4) authorizer on POST /batches, so the request is unsigned.
 """
@@ -35,7 +37,9 @@ REQUEST: dict[str, Any] = {
     ],
 }
 WEBHOOK_PATH = "/webhooks/ocelot"
-LAYER_IN_CONTAINER = "/opt/python/ocelot_sms/store.py"
+# A file of the layer, compared byte for byte between the build and a running container.
+LAYER_FILE = Path("ocelot_sms") / "store" / "codec.py"
+LAYER_IN_CONTAINER = f"/opt/python/{LAYER_FILE}"
 
 
 @pytest.fixture
@@ -74,7 +78,7 @@ def check_containers(api: harness.SamServer) -> dict[str, str]:
     """Every warm container: the host's network, only its BUILT function mounted (at /var/task), and
     the BUILT layer at /opt/python. Returns function name -> container id."""
     functions: dict[str, str] = {}
-    layer_file = harness.BUILD_DIR / "SharedLayer" / "python" / "ocelot_sms" / "store.py"
+    layer_file = harness.BUILD_DIR / "SharedLayer" / "python" / LAYER_FILE
     for container in api.container_ids():
         (info,) = docker_json("inspect", container)
         function = info["Config"]["Labels"]["sam.cli.function.name"]
@@ -98,8 +102,9 @@ def check_containers(api: harness.SamServer) -> dict[str, str]:
 def test_post_batches_then_callbacks_through_the_same_start_api(
     sam: harness.SamLocal, e2e_aws: LocalAws, tmp_path: Path
 ) -> None:
-    """Given `sam local start-api` (warm containers, host network) on a free 127.0.0.1 port, and the
-    Ocelot sandbox calling back that start-api's webhook route (with duplicates and reordering),
+    """Given `sam local start-api` (warm containers, host network) on a free 127.0.0.1 port, the
+    Ocelot sandbox calling back that start-api's webhook route (with duplicates and reordering), and
+    the table's stream read into the applier under `sam local start-lambda`,
     When a batch of six is POSTed to /batches,
     Then Ocelot gets two chunks, every callback is answered 200 through start-api, and each message's
     final state in DynamoDB is the one the sandbox scripted."""
@@ -108,7 +113,11 @@ def test_post_batches_then_callbacks_through_the_same_start_api(
     webhook_url = f"http://{harness.LOOPBACK}:{port}{WEBHOOK_PATH}"
     aws.client.sandbox_config(webhook_url=webhook_url, duplicate_rate=0.3, out_of_order_rate=0.5)
 
-    with sam.start_api(aws.variables, port) as api:
+    with (
+        sam.start_api(aws.variables, port) as api,
+        sam.start_lambda(aws.variables, harness.free_port(), ["ApplierFunction"]) as lambdas,
+        aws.applying(lambdas.url) as stream,
+    ):
         functions = check_containers(api)
         assert {"SenderFunction", "WebhookFunction"} <= set(functions)
 
@@ -126,8 +135,11 @@ def test_post_batches_then_callbacks_through_the_same_start_api(
         ]
         assert [m.to for m in sent] == RECIPIENTS
 
-        # ... the sandbox called back until it had nothing left, through this start-api
-        record = aws.client.wait_callbacks_done([m.message_id for m in sent], timeout=120)
+        # ... the sandbox called back until it had nothing left, through this start-api, and the
+        # applier under start-lambda took every stored delivery from the stream
+        record = aws.client.wait_callbacks_sent([m.message_id for m in sent], timeout=120)
+        harness.settle(stream, timeout=120)
+        assert stream.stats["records_done"] == len(record["callback_attempts"]) > 0
         assert len(record["accepted"]) == 2
         attempts = record["callback_attempts"]
         assert attempts, "the sandbox sent no callbacks"
@@ -147,6 +159,7 @@ def test_post_batches_then_callbacks_through_the_same_start_api(
         assert refused.status_code == 401
 
     # Stopped by SIGTERM, containers gone
-    assert api.stopped_cleanly, api.log()[-3000:]
-    assert api.leftover_containers == []
-    assert api.process.returncode is not None
+    for server in (api, lambdas):
+        assert server.stopped_cleanly, server.log()[-3000:]
+        assert server.leftover_containers == []
+        assert server.process.returncode is not None

@@ -59,6 +59,14 @@ CASES = (
         "WebhookFunction",
         True,
     ),
+    Case("baseline_applier", "import boto3", "boto3.client('dynamodb')", "ApplierFunction", False),
+    Case(
+        "applier",
+        "import app",
+        "from ocelot_sms import runtime\nruntime.applier_service()",
+        "ApplierFunction",
+        True,
+    ),
     Case("baseline_sender", "import boto3, requests", "boto3.client('dynamodb')", "SenderFunction", False),
     Case(
         "sender",
@@ -68,10 +76,12 @@ CASES = (
         True,
     ),
 )
+HANDLERS = tuple(case.name for case in CASES if case.handler)
 # Where the sources a patch may touch land in a tree (a copy of .aws-sam/build).
 PATCHABLE = {
     "layers/shared/ocelot_sms": "opt/python/ocelot_sms",
     "functions/webhook": "WebhookFunction",
+    "functions/applier": "ApplierFunction",
     "functions/sender": "SenderFunction",
 }
 
@@ -81,7 +91,7 @@ def prepare(root: Path, patch: Path | None = None) -> Path:
     as `git diff` writes it) is applied to copies of our sources, which replace the built ones and are
     compiled as `make build` compiles them: a proposed change, measured without touching the work tree."""
     shutil.copytree(BUILD / "SharedLayer" / "python", root / "opt" / "python")
-    for function in FUNCTIONS:
+    for function in FUNCTIONS.values():
         shutil.copytree(BUILD / function, root / function)
     if patch is not None:
         patched = root.parent / f"{root.name}-sources"
@@ -133,7 +143,7 @@ def ratios(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, floa
     """Handler / baseline, per round (each handler ran right after its baseline) then the median of
     those ratios, which cancels drift; CPU time (what the goal uses) and wall time."""
     out: dict[str, dict[str, float]] = {}
-    for handler in ("webhook", "sender"):
+    for handler in HANDLERS:
         mine, base = summary[handler]["samples"], summary[f"baseline_{handler}"]["samples"]
         out[handler] = {
             "baseline_cpu_ms": spread(base["total_cpu_ms"])["median"],
@@ -157,7 +167,7 @@ def offenders(tree: Path, envs: Mapping[str, Mapping[str, str]]) -> dict[str, An
     (self time), and the heaviest of them by cumulative time."""
     by_name = {case.name: case for case in CASES}
     out: dict[str, Any] = {}
-    for handler in ("webhook", "sender"):
+    for handler in HANDLERS:
         known = {name for name, _, _ in _importtime(by_name[f"baseline_{handler}"], tree, envs)}
         new = [line for line in _importtime(by_name[handler], tree, envs) if line[0] not in known]
         packages: defaultdict[str, float] = defaultdict(float)

@@ -21,8 +21,9 @@ from tools.template_resources import ROOT, FunctionSpec, Resolver, function_spec
 BUILD = ROOT / ".aws-sam" / "build"
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 RESULTS = ROOT / "bench" / "results.json"
-PLOT = ROOT / "docs" / "webhook-throughput.png"
-FUNCTIONS = ("WebhookFunction", "SenderFunction")
+PLOT = ROOT / "docs" / "callback-throughput.png"
+# The measured functions, by the name the workload knows them by.
+FUNCTIONS = {"webhook": "WebhookFunction", "applier": "ApplierFunction", "sender": "SenderFunction"}
 OCELOT_CREDENTIALS = {"chatbotId": "bench-chatbot", "apiKey": "bench-api-key"}
 WEBHOOK_CREDENTIALS = {"username": "ocelot", "password": "bench-webhook-password"}
 # Values the template leaves empty by default, which a deployment sets.
@@ -36,6 +37,7 @@ class StandIns:
     aws_url: str  # moto, its own process: every request delayed, DynamoDB's metered
     ocelot_url: str  # the sandbox, with no webhook: it plans callbacks but sends none
     specs: Mapping[str, FunctionSpec]  # the functions, resolved against those two
+    stream_arn: str  # MessagesTable's stream, named in the applier's events
 
 
 @contextlib.contextmanager
@@ -61,7 +63,8 @@ def stand_ins(latency_ms: float) -> Iterator[StandIns]:
             region=REGION,
             account_id=ACCOUNT_ID,
         )
-        yield StandIns(moto.url, server.url, {spec.logical_id: spec for spec in function_specs(resolver)})
+        specs = {spec.logical_id: spec for spec in function_specs(resolver)}
+        yield StandIns(moto.url, server.url, specs, resources.stream_arns["MessagesTable"])
 
 
 def lambda_environment(spec: FunctionSpec, aws_url: str) -> dict[str, str]:
@@ -94,8 +97,9 @@ def workload_spec(
     spec: FunctionSpec, ins: StandIns, plan: list[dict[str, Any]], **extra: Any
 ) -> dict[str, Any]:
     return {
-        "function": "webhook" if spec.logical_id == "WebhookFunction" else "sender",
+        "function": next(name for name, logical_id in FUNCTIONS.items() if logical_id == spec.logical_id),
         "handler_module": spec.handler.rsplit(".", 1)[0],
+        "stream_arn": ins.stream_arn,
         "timeout_s": spec.timeout_seconds,
         "aws_url": ins.aws_url,
         "ocelot_url": ins.ocelot_url,
@@ -111,7 +115,7 @@ def run_workload(
     """tools/bench/workload.py in the bench venv: one Lambda-like container of the BUILT code in `tree`."""
     spec_path, out_path = work / f"{name}.spec.json", work / f"{name}.out.json"
     spec_path.write_text(json.dumps({**spec, "tag": name}))
-    function = "WebhookFunction" if spec["function"] == "webhook" else "SenderFunction"
+    function = FUNCTIONS[spec["function"]]
     # The function's folder, then the layer's, as Lambda's /var/task and /opt/python; then the driver.
     python_path = f"{tree / function}:{tree / 'opt' / 'python'}:{ROOT}"
     done = subprocess.run(

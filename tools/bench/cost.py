@@ -1,4 +1,6 @@
-"""AWS cost per 1,000,000 messages from the measured workloads and public us-east-1 prices.
+"""AWS cost per 1,000,000 messages from the measured workloads and public us-east-1 prices: the
+webhook (API Gateway, Lambda, one write per callback), the table's stream and the applier (Lambda, the
+event and state writes), the sender.
 
 Prices are the author's knowledge of the public price pages (see PRICES: each says since when it is
 known to apply). Re-check them before quoting; docs/performance.md lists them with their dates.
@@ -114,12 +116,28 @@ def _per_million(
 
 
 def webhook_per_million(step: Mapping[str, Any], memory_mb: int, access_log_bytes: int) -> dict[str, float]:
-    """Webhook cost per 1M messages when each callback carries `step['events']` events."""
+    """Webhook cost per 1M messages when each callback carries `step['events']` events: one invocation
+    per callback, one write (the raw delivery) each."""
     invocations = 1e6 * CALLBACKS_PER_MESSAGE / int(step["events"])
-    duration = lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=True)
+    duration = lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=False)
     return _per_million(
         {**step, "access_log_bytes": access_log_bytes}, memory_mb, invocations, duration, api=True
     )
+
+
+def applier_per_million(
+    step: Mapping[str, Any], memory_mb: int, events_per_callback: int
+) -> dict[str, float]:
+    """Applier cost per 1M messages: one stream record per callback of `events_per_callback` events,
+    `step['deliveries']` records per invocation as measured. The stream costs nothing here: a table's
+    stream is not billed, and Lambda reading it for a function is not billed either."""
+    records = 1e6 * CALLBACKS_PER_MESSAGE / events_per_callback
+    invocations = records / int(step.get("deliveries", 1))
+    duration = lambda_duration_s(step["wall_s"], step["cpu_s"], memory_mb, overlapped=True)
+    return {
+        **_per_million({**step, "access_log_bytes": 0}, memory_mb, invocations, duration, api=False),
+        "dynamodb_streams": 0.0,
+    }
 
 
 def sender_per_million(
@@ -149,6 +167,7 @@ def storage_per_million(
         + CALLBACKS_PER_MESSAGE * mean("MSG/EVT")
         + CALLBACKS_PER_MESSAGE * mean("RAW/*") / events_per_callback
     )
+    # A table's stream keeps each change for 24 hours at no charge: nothing to add.
     gigabytes = 1e6 * per_message / GB
     return {
         "bytes_per_message": per_message,
@@ -166,3 +185,80 @@ def prices_table() -> list[dict[str, Any]]:
         {"name": name, "usd": price.usd, "unit": price.unit, "source": price.source}
         for name, price in PRICES.items()
     ]
+
+
+# ---- the model: each part's measured run, per callback size -------------------------------------------
+
+COST_SIZES = (1, 10, 100)  # events per callback
+MEMORY_SIZES = (128, 256, 512, 1024, 1769)
+
+
+def access_log_bytes() -> int:
+    """One API Gateway access log line in the template's format, with typical values."""
+    from tools.template_resources import resource
+
+    line = str(resource("HttpApi")["Properties"]["AccessLogSettings"]["Format"])
+    for name, value in {
+        "$context.requestId": "JqWq7iSxIAMEVbQ=",
+        "$context.routeKey": "POST /webhooks/ocelot",
+        "$context.status": "200",
+        "$context.responseLatency": "42",
+        "$context.integrationErrorMessage": "-",
+        "$context.identity.sourceIp": "203.0.113.17",
+        "$context.identity.userAgent": "Ocelot-Webhook/1.0",
+    }.items():
+        line = line.replace(name, value)
+    return len(line.encode()) + 1
+
+
+def model(
+    webhook: Mapping[str, Any],
+    applier: Mapping[str, Any],
+    sender: Mapping[str, Any],
+    memory: Mapping[str, int],
+) -> dict[str, Any]:
+    """Cost per 1M messages for callbacks of 1, 10 and 100 events: the webhook's run at that size, the
+    applier's (a batch of BatchSize one-event deliveries for 1; one delivery per invocation above, which
+    overstates its Lambda requests), the sender's 10,000-message request."""
+    access = access_log_bytes()
+    middle, chunk = sender["middle"], sender["chunk_size"]
+    sender_api = sender_per_million(middle, memory["SenderFunction"], chunk, access, via_queue=False)
+
+    def applier_step(n: int) -> dict[str, Any]:
+        step: dict[str, Any] = applier["batch_step"] if n == 1 else applier["size_steps"][str(n)]
+        return step
+
+    scenarios = {}
+    for n in COST_SIZES:
+        hook = webhook_per_million(webhook["by_size"][str(n)]["middle"], memory["WebhookFunction"], access)
+        apply = applier_per_million(applier_step(n), memory["ApplierFunction"], n)
+        total = sum(hook.values()) + sum(apply.values()) + sum(sender_api.values())
+        scenarios[str(n)] = {"webhook": hook, "applier": apply, "sender": sender_api, "total": total}
+    sizes = dict(webhook["by_size"]["1"]["middle"]["ddb"]["item_sizes"])
+    sizes |= dict(applier_step(1)["ddb"]["item_sizes"]) | dict(middle["ddb"]["item_sizes"])
+    return {
+        "callbacks_per_message": CALLBACKS_PER_MESSAGE,
+        "memory_mb": dict(memory),
+        "access_log_bytes": access,
+        "scenarios": scenarios,
+        "per_million_one_event_per_callback": scenarios["1"]["total"],
+        # At low traffic each poll finds one record: one invocation per callback.
+        "applier_one_record_per_invocation": applier_per_million(
+            applier["size_steps"]["1"], memory["ApplierFunction"], 1
+        ),
+        "sender_via_queue": sender_per_million(
+            middle, memory["SenderFunction"], chunk, access, via_queue=True
+        ),
+        "applier_by_memory": {
+            str(mb): {str(n): sum(applier_per_million(applier_step(n), mb, n).values()) for n in COST_SIZES}
+            for mb in MEMORY_SIZES
+        },
+        "storage": storage_per_million(sizes, 1),
+        "prices": prices_table(),
+        "assumptions": {
+            "platform_log_bytes": PLATFORM_LOG_BYTES,
+            "xray_sampled": XRAY_SAMPLED,
+            "ocelot_latency_s": OCELOT_LATENCY_S,
+            "lambda_mb_per_vcpu": LAMBDA_MB_PER_VCPU,
+        },
+    }

@@ -1,7 +1,8 @@
-"""Inputs of the workloads: a realistic callback array, a large batch request, their API Gateway events.
+"""Inputs of the workloads: a realistic callback array, a large batch request, their API Gateway events,
+and the stream event that hands stored deliveries to the applier.
 
-Standard library only, plus `ocelot_sms.contract.status_event` (passed in), so the callback items
-are built by the same code as the sandbox's and the tests'.
+Standard library only, plus the layer's `status_event` and raw-delivery item (passed in), so the
+callback items and the stored items are built by the same code as the sandbox's and the webhook's.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import copy
 import json
 import random
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,10 +34,16 @@ ERRORS = {"undelivered": ("30003", "Unreachable destination handset"), "failed":
 StatusEvent = Callable[..., dict[str, Any]]
 
 
+def _id(tag: str, kind: str, number: int) -> str:
+    """A UUID as Ocelot's ids are (random-looking: they compress as poorly as the real ones), unique to
+    `tag` and repeatable."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ocelot-sms-bench/{tag}/{kind}/{number}"))
+
+
 def callback_items(size: int, tag: str, status_event: StatusEvent, seed: int = 6) -> list[dict[str, Any]]:
     """`size` status events: ~1/3 as many messages as events, 4% duplicates, 10% out of order.
 
-    `tag` makes every id unique to one invocation, so all events but the duplicates are new.
+    `tag` makes every id unique to one delivery, so all events but the duplicates are new.
     """
     rng = random.Random(f"{seed}/{size}")
     duplicates = round(size * DUPLICATE_SHARE) if size >= 10 else 0
@@ -46,7 +54,7 @@ def callback_items(size: int, tag: str, status_event: StatusEvent, seed: int = 6
     while len(planned) < unique_target:
         message += 1
         statuses = _pick(rng)[: unique_target - len(planned)]
-        message_id = f"{tag}-msg-{message:05d}"
+        message_id = _id(tag, "message", message)
         to = f"+1555{rng.randrange(10**7):07d}"
         sent_at = rng.uniform(0, 60)
         steps = [(sent_at + 2.0 * i + rng.uniform(0, 1), status) for i, status in enumerate(statuses)]
@@ -56,8 +64,8 @@ def callback_items(size: int, tag: str, status_event: StatusEvent, seed: int = 6
         for (at, status), arrives in zip(steps, arrival, strict=True):
             error_code, error_message = ERRORS.get(status, (None, None))
             item = status_event(
-                event_id=f"{tag}-evt-{len(planned) + 1:06d}",
-                batch_id=f"{tag}-batch-{1 + (message - 1) // 100}",
+                event_id=_id(tag, "event", len(planned) + 1),
+                batch_id=_id(tag, "batch", 1 + (message - 1) // 100),
                 message_id=message_id,
                 to=to,
                 sender="+15550000000",
@@ -126,3 +134,38 @@ def batch_event(body: dict[str, Any], request_id: str) -> dict[str, Any]:
     event["body"] = json.dumps(body)
     event["isBase64Encoded"] = False
     return event
+
+
+def stream_event(images: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
+    """A DynamoDB stream event as Lambda hands it to the applier: one INSERT per stored item (its
+    NewImage in DynamoDB's JSON, binaries in base64)."""
+    records = []
+    for number, image in enumerate(images):
+        shaped = {name: _wire(value) for name, value in image.items()}
+        records.append(
+            {
+                "eventID": uuid.uuid5(uuid.NAMESPACE_URL, f"{stream_arn}/{number}").hex,
+                "eventName": "INSERT",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1795708806,
+                    "Keys": {"PK": shaped["PK"], "SK": shaped["SK"]},
+                    "NewImage": shaped,
+                    "SequenceNumber": str(1100000000017454423009 + number),
+                    "SizeBytes": len(json.dumps(shaped)),
+                    "StreamViewType": "NEW_IMAGE",
+                },
+                "eventSourceARN": stream_arn,
+            }
+        )
+    return {"Records": records}
+
+
+def _wire(value: dict[str, Any]) -> dict[str, Any]:
+    """An attribute value as DynamoDB's JSON carries it: a binary as base64 text."""
+    ((kind, inner),) = value.items()
+    if kind == "B":
+        return {"B": base64.b64encode(bytes(inner)).decode()}
+    return {kind: inner}

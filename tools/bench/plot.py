@@ -1,6 +1,7 @@
-"""docs/webhook-throughput.png from bench/results.json: webhook wall time against the callback's size.
+"""docs/callback-throughput.png from bench/results.json: the webhook's and the applier's wall time
+against the size of a delivery.
 
-    .venv-bench/bin/python tools/bench/plot.py bench/results.json docs/webhook-throughput.png
+    .venv-bench/bin/python tools/bench/plot.py bench/results.json docs/callback-throughput.png
 
 matplotlib lives in the bench venv only (tools/bench/requirements.txt), hence the import by name.
 """
@@ -21,33 +22,28 @@ def main(argv: list[str] | None = None) -> None:
     matplotlib.use("Agg")
     pyplot: Any = importlib.import_module("matplotlib.pyplot")
 
-    curve = results["webhook"]["curve"]
-    latency = results["webhook"]["latency_ms"]
+    webhook, applier = results["webhook"], results["applier"]
     figure, axis = pyplot.subplots(figsize=(7.5, 4.5), dpi=110)
-    for mode, label, style in (
-        ("sequential", "sequential (WEBHOOK_WRITE_CONCURRENCY=1)", "o--"),
-        (
-            "concurrent",
-            f"concurrent (as deployed: {results['webhook']['deployed_concurrency']} writers)",
-            "s-",
-        ),
-    ):
-        points = sorted((int(size), values[mode]) for size, values in curve.items())
-        axis.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
-    sizes = sorted(int(size) for size in curve)
-    top = curve[str(sizes[-1])]
-    axis.annotate(
-        f"{top['sequential'] / top['concurrent']:.1f}x faster",
-        xy=(sizes[-1], top["concurrent"]),
-        xytext=(-90, 30),
-        textcoords="offset points",
-        arrowprops={"arrowstyle": "->"},
+    hook = sorted((int(n), v["wall_s"]["median"]) for n, v in webhook["by_size"].items())
+    axis.plot([n for n, _ in hook], [s for _, s in hook], "o-", label="webhook: keep it, answer (one write)")
+    apply = sorted((int(n), v["median"]) for n, v in applier["by_size"].items())
+    axis.plot(
+        [n for n, _ in apply],
+        [s for _, s in apply],
+        "s-",
+        label=f"applier: apply it ({applier['deployed_concurrency']} writers, 2 writes per event)",
     )
+    for n, seconds in hook:
+        statuses = webhook["by_size"][str(n)]["statuses"]
+        if statuses != [200]:
+            axis.annotate(
+                f"answered {statuses}", xy=(n, seconds), xytext=(-60, 15), textcoords="offset points"
+            )
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("events in one callback delivery")
     axis.set_ylabel("handler wall time (s)")
-    axis.set_title(f"Webhook: one delivery, DynamoDB at {latency:g} ms per request (local, 2 cores)")
+    axis.set_title(f"One delivery, DynamoDB at {webhook['latency_ms']:g} ms per request (local, 2 cores)")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend()
     figure.tight_layout()

@@ -1,4 +1,5 @@
-"""One Lambda-like container: imports a handler from the BUILT layer/function and invokes it per a plan.
+"""One Lambda-like container: imports a handler from the BUILT layer/function and invokes it per a plan
+(the webhook: API Gateway events; the applier: stream events of stored deliveries; the sender).
 
     python -P -m tools.bench.workload SPEC.json OUT.json
 
@@ -31,7 +32,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from tools.bench.events import batch_body, batch_event, callback_items, webhook_event
+from tools.bench.events import batch_body, batch_event, callback_items, stream_event, webhook_event
 from tools.local import netguard
 from tools.local.lambda_context import LambdaContext
 
@@ -82,6 +83,18 @@ class Container:
 
         self.runtime = runtime
         self.status_event = status_event
+        self.stream_arn = str(spec.get("stream_arn", ""))
+
+    def raw_image(self, items: list[dict[str, Any]], delivery_id: str) -> dict[str, Any]:
+        """The item the webhook stores for a delivery of these items (the layer's own codec)."""
+        from datetime import UTC, datetime
+
+        from ocelot_sms.store import RawDelivery, codec
+
+        body = json.dumps(items).encode()
+        raw = RawDelivery(delivery_id, datetime.now(UTC), body, {"content-type": "application/json"})
+        image: dict[str, Any] = codec.raw_item(raw, int(time.time()) + 86400)
+        return image
 
     def context(self) -> LambdaContext:
         memory, timeout = int(os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]), float(self.spec["timeout_s"])
@@ -116,7 +129,8 @@ class Container:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         ddb = http_json(self.usage)
         sent = http_json(f"{self.ocelot}/_sandbox/record?parts=requests")["requests"]
-        body = response.get("body") or "{}"
+        # An API Gateway answer has a body; a stream batch's answer is the batch item failures.
+        body = (response.get("body") or "{}") if "statusCode" in response else json.dumps(response)
         return {
             "wall_s": wall,
             "cpu_s": cpu,
@@ -132,37 +146,55 @@ class Container:
 
 
 def run_webhook(container: Container, plan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each step: one delivery of `size` events, after a 1-event warm-up when asked."""
     credentials = container.spec["credentials"]
     results: list[dict[str, Any]] = []
-    arrays: dict[str, list[dict[str, Any]]] = {}
     for number, step in enumerate(plan):
-        concurrency = step.get("concurrency")
-        container.configure({"WEBHOOK_WRITE_CONCURRENCY": None if concurrency is None else str(concurrency)})
         if step.get("warmup"):
             items = callback_items(1, f"{container.tag}w{number}", container.status_event)
             container.invoke(
                 webhook_event(items, f"warm-{number}", credentials["username"], credentials["password"])
             )
-        if step.get("replay_of"):
-            items = arrays[step["replay_of"]]
-        else:
-            items = callback_items(int(step["size"]), f"{container.tag}r{number}", container.status_event)
-        arrays[step["label"]] = items
+        items = callback_items(int(step["size"]), f"{container.tag}r{number}", container.status_event)
         event = webhook_event(items, f"delivery-{number}", credentials["username"], credentials["password"])
-        result = container.invoke(event)
+        results.append({**step, **container.invoke(event), "events": len(items)})
+    return results
+
+
+def run_applier(container: Container, plan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each step: one stream batch of `deliveries` stored deliveries of `size` events each (or the same
+    batch again: `replay_of`), with WEBHOOK_WRITE_CONCURRENCY `concurrency` (None: as deployed)."""
+    results: list[dict[str, Any]] = []
+    batches: dict[str, list[list[dict[str, Any]]]] = {}
+    for number, step in enumerate(plan):
+        concurrency = step.get("concurrency")
+        container.configure({"WEBHOOK_WRITE_CONCURRENCY": None if concurrency is None else str(concurrency)})
+        if step.get("warmup"):
+            items = callback_items(1, f"{container.tag}w{number}", container.status_event)
+            warm = container.raw_image(items, f"warm-{number}")
+            container.invoke(stream_event([warm], container.stream_arn))
+        if step.get("replay_of"):
+            deliveries = batches[step["replay_of"]]
+        else:
+            deliveries = [
+                callback_items(int(step["size"]), f"{container.tag}r{number}d{d}", container.status_event)
+                for d in range(int(step.get("deliveries", 1)))
+            ]
+        batches[step["label"]] = deliveries
+        images = [container.raw_image(items, f"d-{number}-{d}") for d, items in enumerate(deliveries)]
+        result = container.invoke(stream_event(images, container.stream_arn))
         if step.get("verify"):
-            result["states"] = verify_states(container, items)
-        message_ids = {item["messageId"] for item in items}
-        unique = len({item["eventId"] for item in items})
+            result["states"] = verify_states(container, [i for items in deliveries for i in items])
+        unique = sum(len({item["eventId"] for item in items}) for items in deliveries)
+        events = sum(len(items) for items in deliveries)
         results.append(
             {
                 **step,
                 **result,
-                "events": len(items),
+                "events": events,
                 "unique_events": unique,
-                "messages": len(message_ids),
                 "expected_new": 0 if step.get("replay_of") else unique,
-                "expected_duplicates": len(items) if step.get("replay_of") else len(items) - unique,
+                "expected_duplicates": events if step.get("replay_of") else events - unique,
             }
         )
     return results
@@ -237,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         container = Container(spec, stream)
         init_s = time.perf_counter() - started
-        runner = run_webhook if spec["function"] == "webhook" else run_sender
+        runner = {"webhook": run_webhook, "applier": run_applier, "sender": run_sender}[spec["function"]]
         steps = runner(container, spec["plan"])
     finally:
         sys.stdout = real_stdout

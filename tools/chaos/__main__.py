@@ -23,9 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds for the whole run")
     parser.add_argument(
         "--storage-scope",
-        choices=("webhook", "all"),
-        default="webhook",
-        help="DynamoDB writes that fail: the webhook's (the standard run), or the Sender's too",
+        choices=("callbacks", "all"),
+        default="callbacks",
+        help="DynamoDB writes that fail: the callbacks' (webhook, applier: the standard run), or any",
     )
     args = parser.parse_args(argv)
 

@@ -14,8 +14,13 @@ CHUNK_SIZE = 10
 READ_TIMEOUT_SECONDS = 1.0
 
 # botocore's retry waits in the stack, compressed (a throttled write waits rand(0, 1) * 2^n s): the
-# webhook runs one invocation at a time locally, so real waits would make the run last many minutes.
+# webhook and the applier run one invocation at a time locally, so real waits would make the run last
+# many minutes.
 AWS_BACKOFF_SCALE = 0.01
+# Bulk arrays of this many events (a backlog re-sent at once: ~1.5 MB of JSON), and the webhook's
+# body limit in the chaos stack to take them: the deployed default (1 MB) answers them 413.
+BULK_SIZE = 5000
+WEBHOOK_MAX_BODY_BYTES = 2_000_000
 
 # The Ocelot sandbox (tools/local/sandbox.py): send faults, then callback chaos. Delays are short so
 # that a CI-sized run stays within a minute or two.
@@ -39,6 +44,16 @@ SANDBOX_CHAOS: Mapping[str, Any] = {
     "max_group": 8,
     "group_window_seconds": 0.05,
     "lost_response_rate": 0.06,
+    # What the applier must take in its stride: an item that is not an event in 10% of arrays (recorded
+    # as a problem, its neighbours applied), 2% of events dated ten years ahead (ordered as received),
+    # every event also in a backlog re-sent in arrays of BULK_SIZE (gzip-encoded), 5% of events
+    # delivered in such an array only.
+    "malformed_rate": 0.1,
+    "future_rate": 0.02,
+    "bulk_size": BULK_SIZE,
+    "bulk_only_rate": 0.05,
+    "bulk_wait_seconds": 10.0,
+    "gzip_min_bytes": 100_000,
     "callback_max_attempts": 12,
     "callback_backoff_seconds": 0.1,
     "callback_timeout_seconds": 5.0,
@@ -52,14 +67,15 @@ WEBHOOK_FAULTS: Mapping[str, Any] = {
     "first_attempt_only": True,
 }
 
-# DynamoDB under the webhook (tools/local/aws.py StorageFaults): a share of its PutItem/UpdateItem
-# throttled or failing (some 500s after the write was applied), plus outages during the run.
+# DynamoDB under the callbacks (tools/local/aws.py StorageFaults): a share of the PutItem/UpdateItem of
+# raw deliveries (the webhook's), events and states (the applier's) throttled or failing (some 500s
+# after the write was applied), plus outages during the run.
 STORAGE_FAULTS: Mapping[str, Any] = {
     "rate": 0.02,
     "errors": ["ProvisionedThroughputExceededException", "InternalServerError"],
     "applied_rate": 0.3,
     "operations": ["PutItem", "UpdateItem"],
-    "scope": "webhook",
+    "scope": "callbacks",
 }
 OUTAGE_SECONDS = 1.0
 OUTAGE_EVERY_SECONDS = 20.0
@@ -170,7 +186,8 @@ def plan(messages: int, seed: int, run_id: str) -> Plan:
 
 
 def stack_args(seed: int) -> list[str]:
-    """The local stack for a chaos run: small chunks, a short read timeout, fast SQS retries."""
+    """The local stack for a chaos run: small chunks, a short read timeout, fast SQS retries, bulk
+    arrays taken."""
     return [
         "--seed",
         str(seed),
@@ -180,6 +197,8 @@ def stack_args(seed: int) -> list[str]:
         f"OcelotMaxMessages={CHUNK_SIZE}",
         "--env",
         f"READ_TIMEOUT_SECONDS={READ_TIMEOUT_SECONDS:g}",
+        "--env",
+        f"WEBHOOK_MAX_BODY_BYTES={WEBHOOK_MAX_BODY_BYTES}",
         "--aws-backoff-scale",
         f"{AWS_BACKOFF_SCALE:g}",
     ]
@@ -189,6 +208,7 @@ def profile_json() -> dict[str, Any]:
     return {
         "chunk_size": CHUNK_SIZE,
         "sender_read_timeout_seconds": READ_TIMEOUT_SECONDS,
+        "webhook_max_body_bytes": WEBHOOK_MAX_BODY_BYTES,
         "aws_backoff_scale": AWS_BACKOFF_SCALE,
         "sandbox": dict(SANDBOX_CHAOS),
         "webhook_faults": dict(WEBHOOK_FAULTS),

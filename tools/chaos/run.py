@@ -12,9 +12,11 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from botocore.config import Config
 
 from tools.chaos.driver import ChaosRunError, Driver, Outages
 from tools.chaos.profile import (
@@ -25,16 +27,21 @@ from tools.chaos.profile import (
     SENDER_ATTEMPTS,
     STORAGE_FAULTS,
     WEBHOOK_FAULTS,
+    Plan,
     plan,
     profile_json,
     stack_args,
 )
 from tools.chaos.verify import ATTRIBUTES, Verdict, reconcile_and_check, snapshot, verify
-from tools.local.client import StackClient
+from tools.local.aws import client as aws_client
+from tools.local.client import StackClient, WaitTimeout
 from tools.local.stack import LOG_FILE, PID_FILE, StackProcess, StackStartError, is_stack_process, read_pid
 from tools.template_resources import ROOT
 
 DEFAULT_OUT = ROOT / "bench" / "chaos-last.json"
+APPLIER_DEAD_LETTER_QUEUE = "ApplierDeadLetterQueue"
+# The replay's writes run 16 at a time (the applier's own concurrency): one connection each.
+REPLAY_CLIENT = Config(max_pool_connections=16, retries={"mode": "standard", "max_attempts": 4})
 CI_MESSAGES = 2000
 PROGRESS_EVERY = 5.0
 
@@ -47,6 +54,7 @@ class ChaosResult:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    recovery: dict[str, Any] = field(default_factory=dict)  # the operator's replay, if one was needed
 
     @property
     def passed(self) -> bool:
@@ -80,10 +88,13 @@ class _Progress:
         driver = self._driver
         visible, hidden = driver.client.queue_depth(driver.info.queue_url)
         counts = driver.client.storage_faults()["counts"]
+        pollers: list[dict[str, Any]] = driver.client.invocations()["pollers"]
+        stream = next((p for p in pollers if "mapping" in p), {})
         self._log(
             f"  [{now - self._started:6.1f}s] API requests answered {len(driver.api)}/{self._api_total}"
             f" | queue {visible} waiting, {hidden} in flight | callbacks pending {driver.sandbox_pending()}"
-            f" | webhook writes failed {counts.get('failed', 0)}"
+            f" | deliveries applied {stream.get('records_done', 0)} (retried {stream.get('retries', 0)})"
+            f" | writes failed {counts.get('failed', 0)}"
             f" | outages {self.outages.started if self.outages else 0}"
         )
 
@@ -111,6 +122,149 @@ def _git() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
 
 
+@dataclass(slots=True)
+class _Run:
+    """One run's moving parts, for its phases."""
+
+    plan: Plan
+    result: ChaosResult
+    log: Callable[[str], None]
+    deadline: float
+    storage_scope: str
+    mark: float = field(default_factory=time.monotonic)
+    client: StackClient | None = None
+    outages: Outages | None = None
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.result.timings[name] = round(now - self.mark, 2)
+        self.mark = now
+
+
+def _start(run: _Run, stack: StackProcess, state_dir: Path) -> tuple[Driver, _Progress, Outages]:
+    """The stack, the chaos on it, the client."""
+    running = read_pid(state_dir / PID_FILE)
+    if running and is_stack_process(running):
+        raise ChaosRunError(f"a stack already runs from {state_dir} (pid {running}): another chaos run?")
+    (state_dir / LOG_FILE).unlink(missing_ok=True)  # this run's log only
+    info = stack.start(timeout=90)
+    run.lap("stack_start_seconds")
+    if info.function_env.get("MAX_SEND_ATTEMPTS") != str(SENDER_ATTEMPTS):
+        raise ChaosRunError(f"the stack's MAX_SEND_ATTEMPTS is not {SENDER_ATTEMPTS}")
+    client = run.client = StackClient(info, http_timeout=30)
+    driver = Driver(client, run.plan, run.log, run.deadline)
+    seed = run.result.seed
+    client.sandbox_config(**SANDBOX_CHAOS, seed=seed, fail_recipients=run.plan.forced_failures())
+    client.webhook_faults(reset=True, **WEBHOOK_FAULTS)
+    client.storage_faults(reset=True, **{**STORAGE_FAULTS, "seed": seed, "scope": run.storage_scope})
+    progress = _Progress(driver, time.monotonic(), len(run.plan.route("api")), run.log)
+    outages = run.outages = progress.outages = Outages(
+        driver, OUTAGE_SECONDS, OUTAGE_EVERY_SECONDS, FIRST_OUTAGE_AFTER_SECONDS
+    ).start()
+    return driver, progress, outages
+
+
+def _submit(run: _Run, driver: Driver, progress: _Progress) -> None:
+    """The queue's share at once, the API's through two client threads meanwhile."""
+    run.log("submitting (API with client retries, SQS with the poller's retries) ...")
+    driver.enqueue(run.plan.route("sqs"))
+    api = threading.Thread(
+        target=driver.submit_all_api, args=(run.plan.route("api"),), name="chaos-api", daemon=True
+    )
+    api.start()
+    while api.is_alive():
+        progress()
+        api.join(0.5)
+        if time.monotonic() >= run.deadline:
+            raise ChaosRunError("the API requests did not finish before the deadline")
+    driver.drain_queue(progress)
+    run.lap("submit_seconds")
+
+
+def _drain(run: _Run, driver: Driver, progress: _Progress, outages: Outages) -> dict[str, Any]:
+    """Every callback delivered (retries included), the faults off, once more idle; then every stored
+    delivery applied from the stream. Returns the storage faults' final status."""
+    client = driver.client
+    run.log("waiting for the sandbox to deliver every callback ...")
+    _wait_idle(driver, run.deadline, progress)
+    outages.stop()
+    client.webhook_faults(reset=True)
+    storage = client.storage_faults(rate=0.0)
+    while storage["outage_active"]:
+        time.sleep(0.2)
+        storage = client.storage_faults()
+    _wait_idle(driver, run.deadline, progress)
+    progress(force=True)
+    run.lap("callbacks_drain_seconds")
+    run.log("waiting for the applier to apply every stored delivery ...")
+    client.settle_streams(max(10.0, run.deadline - time.monotonic()))
+    run.lap("apply_drain_seconds")
+    run.result.recovery = replay_given_up(client, run.log)
+    run.lap("replay_seconds")
+    return storage
+
+
+def replay_given_up(client: StackClient, log: Callable[[str], None]) -> dict[str, Any]:
+    """The operator's part when the applier's on-failure queue is not empty (its alarm): replay the
+    raw deliveries received since the first batch given up, with the layer's own replay (what
+    `ocelot-sms replay --since` runs). The queue's messages are left there, as figures."""
+    from ocelot_sms.applier import ApplierService, replay_deliveries
+    from ocelot_sms.observability import logger, metrics
+    from ocelot_sms.settings import Settings
+    from ocelot_sms.store import DynamoStore
+
+    documents = [json.loads(m["Body"]) for m in client.queue_messages(APPLIER_DEAD_LETTER_QUEUE)]
+    if not documents:
+        return {"on_failure_messages": 0}
+    first = min(d["DDBStreamBatchInfo"]["approximateArrivalOfFirstRecord"] for d in documents)
+    since = datetime.fromisoformat(first) - timedelta(seconds=1)
+    env = client.info.function_env
+    settings = Settings.from_env(env)
+    dynamodb = aws_client("dynamodb", client.info.aws_endpoint_url, client.info.region, REPLAY_CLIENT)
+    store = DynamoStore(dynamodb, settings.table_name, settings.data_retention_days)
+    # As in the functions: the template's metrics namespace (the layer flushes every 100 values), and
+    # its logs at WARNING here (one line per delivery otherwise).
+    metrics.namespace = metrics.namespace or env.get("POWERTOOLS_METRICS_NAMESPACE")
+    level = logger.log_level
+    logger.setLevel("WARNING")
+    try:
+        report = replay_deliveries(store, ApplierService(settings, store), since, datetime.now(UTC))
+    finally:
+        logger.setLevel(level)
+        dynamodb.close()
+    given_up = sum(d["DDBStreamBatchInfo"]["batchSize"] for d in documents)
+    log(
+        f"the applier gave up on {given_up} record(s) ({len(documents)} on-failure message(s)): "
+        f"replayed {report.deliveries} deliveries since {since:%X}, {report.new} events new"
+    )
+    return {
+        "on_failure_messages": len(documents),
+        "records_given_up": given_up,
+        "replayed_since": since.isoformat(),
+        **{k: v for k, v in report.to_json().items() if isinstance(v, int)},
+    }
+
+
+def _check(run: _Run, driver: Driver, outages: Outages, storage: dict[str, Any]) -> None:
+    """The sandbox's record against the whole table, then reconcile what is unknown."""
+    client, info = driver.client, driver.client.info
+    run.log("checking the sandbox's record against the messages table ...")
+    record = client.control(f"{info.sandbox_url}/_sandbox/record", timeout=300)
+    webhook_faults = client.control(f"{info.control_url}/_local/faults")
+    pollers = client.invocations().get("pollers", [])
+    run.lap("record_seconds")
+    table_name = info.tables["messages"]
+    table = snapshot(client.table_items(table_name, ATTRIBUTES))
+    run.lap("read_table_seconds")
+    verdict = verify(run.plan, record, table, driver.api, storage, webhook_faults, outages.started, pollers)
+    verdict.figures["operator_replay"] = run.result.recovery
+    verdict.figures["client"].update(dict(sorted(driver.stats.items())))
+    verdict.figures["table_items"] = table.items
+    run.result.verdict = verdict
+    reconcile_and_check(run.plan, record, table, client.dynamodb, table_name, verdict)
+    run.lap("reconcile_seconds")
+
+
 def run_chaos(
     messages: int,
     seed: int,
@@ -118,13 +272,12 @@ def run_chaos(
     out: Path | None = DEFAULT_OUT,
     log: Callable[[str], None] = print,
     timeout: float = 1800.0,
-    storage_scope: str = "webhook",
+    storage_scope: str = "callbacks",
 ) -> ChaosResult:
     """Run, check, print, write `out` (unless None). Never raises for a failed check or a stuck run:
     the result says what happened. The stack is stopped in every case."""
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    deadline = started + timeout
     result = ChaosResult(messages=messages, seed=seed)
     the_plan = plan(messages, seed, uuid.uuid4().hex[:8])
     log(
@@ -132,94 +285,18 @@ def run_chaos(
         f"({len(the_plan.route('api'))} by API, {len(the_plan.route('sqs'))} by SQS), seed {seed}"
     )
     stack = StackProcess(state_dir, stack_args(seed))
-    client: StackClient | None = None
-    outages: Outages | None = None
-    mark = started
-
-    def lap(name: str) -> None:
-        nonlocal mark
-        now = time.monotonic()
-        result.timings[name] = round(now - mark, 2)
-        mark = now
-
+    run = _Run(the_plan, result, log, started + timeout, storage_scope, started)
     try:
-        running = read_pid(state_dir / PID_FILE)
-        if running and is_stack_process(running):
-            raise ChaosRunError(f"a stack already runs from {state_dir} (pid {running}): another chaos run?")
-        (state_dir / LOG_FILE).unlink(missing_ok=True)  # this run's log only
-        info = stack.start(timeout=90)
-        lap("stack_start_seconds")
-        if info.function_env.get("MAX_SEND_ATTEMPTS") != str(SENDER_ATTEMPTS):
-            raise ChaosRunError(f"the stack's MAX_SEND_ATTEMPTS is not {SENDER_ATTEMPTS}")
-        client = StackClient(info, http_timeout=30)
-        driver = Driver(client, the_plan, log, deadline)
-        client.sandbox_config(**SANDBOX_CHAOS, seed=seed, fail_recipients=the_plan.forced_failures())
-        client.webhook_faults(reset=True, **WEBHOOK_FAULTS)
-        client.storage_faults(reset=True, **{**STORAGE_FAULTS, "seed": seed, "scope": storage_scope})
-        progress = _Progress(driver, time.monotonic(), len(the_plan.route("api")), log)
-        outages = progress.outages = Outages(
-            driver, OUTAGE_SECONDS, OUTAGE_EVERY_SECONDS, FIRST_OUTAGE_AFTER_SECONDS
-        ).start()
-
-        # 1. Submit: the queue's share at once, the API's through two client threads meanwhile.
-        log("submitting (API with client retries, SQS with the poller's retries) ...")
-        driver.enqueue(the_plan.route("sqs"))
-        api = threading.Thread(
-            target=driver.submit_all_api, args=(the_plan.route("api"),), name="chaos-api", daemon=True
-        )
-        api.start()
-        while api.is_alive():
-            progress()
-            api.join(0.5)
-            if time.monotonic() >= deadline:
-                raise ChaosRunError("the API requests did not finish before the deadline")
-        driver.drain_queue(progress)
-        lap("submit_seconds")
-
-        # 2. Every callback delivered (retries included), then the faults off and once more idle.
-        log("waiting for the sandbox to deliver every callback ...")
-        _wait_idle(driver, deadline, progress)
-        outages.stop()
-        client.webhook_faults(reset=True)
-        storage = client.storage_faults(rate=0.0)
-        while storage["outage_active"]:
-            time.sleep(0.2)
-            storage = client.storage_faults()
-        _wait_idle(driver, deadline, progress)
-        progress(force=True)
-        lap("callbacks_drain_seconds")
-
-        # 3. Check: the sandbox's record against the whole table, then reconcile what is unknown.
-        log("checking the sandbox's record against the messages table ...")
-        record = client.control(f"{info.sandbox_url}/_sandbox/record", timeout=300)
-        webhook_faults = client.control(f"{info.control_url}/_local/faults")
-        pollers = client.invocations().get("pollers", [])
-        lap("record_seconds")
-        table_name = info.tables["messages"]
-        table = snapshot(client.table_items(table_name, ATTRIBUTES))
-        lap("read_table_seconds")
-        verdict = verify(
-            the_plan, record, table, driver.api, storage, webhook_faults, outages.started, pollers
-        )
-        verdict.figures["client"].update(dict(sorted(driver.stats.items())))
-        verdict.figures["table_items"] = table.items
-        result.verdict = verdict
-        reconcile_and_check(the_plan, record, table, client.dynamodb, table_name, verdict)
-        lap("reconcile_seconds")
-    except (ChaosRunError, StackStartError, OSError) as error:
+        driver, progress, outages = _start(run, stack, state_dir)
+        _submit(run, driver, progress)
+        storage = _drain(run, driver, progress, outages)
+        _check(run, driver, outages, storage)
+    except (ChaosRunError, StackStartError, OSError, WaitTimeout) as error:
         result.error = f"{type(error).__name__}: {error}"
     except Exception as error:  # a bug in the run itself: reported with its traceback, stack stopped
         result.error = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
     finally:
-        if outages is not None:
-            outages.stop()
-        if client is not None:
-            client.close()
-        code = stack.stop()
-        if result.error and stack.process is not None:
-            result.error += f"\nstack log ({stack.log_path}):\n{stack.log_tail(30)}"
-        if code not in (0, None):
-            result.error = (result.error or "") + f"\nthe stack exited with {code}"
+        _stop(run, stack)
     result.timings["total_seconds"] = round(time.monotonic() - started, 2)
     result.report = _report(result, the_plan.run_id, started_at)
     result.report["profile"]["storage_faults"]["scope"] = storage_scope
@@ -231,6 +308,19 @@ def run_chaos(
     if out is not None:
         log(f"written: {out}")
     return result
+
+
+def _stop(run: _Run, stack: StackProcess) -> None:
+    if run.outages is not None:
+        run.outages.stop()
+    if run.client is not None:
+        run.client.close()
+    code = stack.stop()
+    result = run.result
+    if result.error and stack.process is not None:
+        result.error += f"\nstack log ({stack.log_path}):\n{stack.log_tail(30)}"
+    if code not in (0, None):
+        result.error = (result.error or "") + f"\nthe stack exited with {code}"
 
 
 def _report(result: ChaosResult, run_id: str, started_at: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from botocore.config import Config
 
 from tools.local import netguard
 from tools.local.serving import ServerThread
-from tools.template_resources import ROOT, create_queue_pair, create_table, resource
+from tools.template_resources import ROOT, create_queues, create_table, resource
 
 log = logging.getLogger("local.aws")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -179,6 +179,9 @@ class Atomic:
             return list(self._app(environ, start_response))
 
     def _direct(self, operation: str, request: dict[str, Any]) -> tuple[int, Any]:
+        # As moto's own request parser hands it over: binaries as bytes, not the wire's base64 (moto
+        # keeps what it is given, and its stream records would carry the base64 encoded twice).
+        request = _binaries_decoded(request)
         try:
             with self.lock:
                 if operation == "UpdateItem" and self._plain_set(request):
@@ -234,6 +237,19 @@ class Atomic:
             return [{k: v.to_regular_json() for k, v in i.attrs.items() if k in wanted} for i in items]
 
 
+def _binaries_decoded(value: Any) -> Any:
+    """A DynamoDB JSON request with every B and BS attribute value decoded from base64."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "B" in value and isinstance(value["B"], str):
+            return {"B": base64.b64decode(value["B"])}
+        if len(value) == 1 and "BS" in value and isinstance(value["BS"], list):
+            return {"BS": [base64.b64decode(v) for v in value["BS"]]}
+        return {k: _binaries_decoded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_binaries_decoded(v) for v in value]
+    return value
+
+
 def _is_long_poll(environ: Mapping[str, Any], body: bytes) -> bool:
     target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
     try:
@@ -254,7 +270,7 @@ STORAGE_ERRORS: Mapping[str, int] = {
     "ThrottlingException": 400,
     "InternalServerError": 500,
 }
-STORAGE_SCOPES = ("webhook", "all")
+STORAGE_SCOPES = ("callbacks", "all")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +281,8 @@ class StorageFaultConfig:
     errors: tuple[str, ...] = ("ProvisionedThroughputExceededException", "InternalServerError")
     applied_rate: float = 0.0  # share of the 500s applied first, only the answer being the error
     operations: tuple[str, ...] = ("PutItem", "UpdateItem")
-    scope: str = "webhook"  # "webhook": event, #STATE and raw-delivery items only; "all": any item
+    # "callbacks": raw deliveries (the webhook's), events and #STATE items (the applier's); "all": any item
+    scope: str = "callbacks"
     sk_prefixes: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()  # if given, only tables whose name ends with one
     max_failures: int = -1
@@ -351,7 +368,7 @@ class StorageFaults:
             pk, sk = _item_key(operation, request)
             if config.sk_prefixes and not sk.startswith(config.sk_prefixes):
                 return None
-            if config.scope == "webhook" and not (
+            if config.scope == "callbacks" and not (
                 pk.startswith("RAW#") or sk.startswith("EVT#") or sk == "#STATE"
             ):
                 return None
@@ -755,22 +772,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 class LocalResources:
     refs: Mapping[str, str]  # logical id -> what !Ref returns
     arns: Mapping[str, str]  # logical id -> what !GetAtt .Arn returns
+    stream_arns: Mapping[str, str] = field(default_factory=dict)  # table -> what !GetAtt .StreamArn returns
+    queues: Mapping[str, str] = field(default_factory=dict)  # logical id -> URL of every queue
 
 
 def provision(endpoint_url: str, prefix: str, secrets: Mapping[str, Mapping[str, str]]) -> LocalResources:
-    """Tables, the queue and its DLQ from template.yaml's own definitions, and the secrets (logical id
-    -> JSON value: the template generates random ones, which the sandbox could not know)."""
+    """Tables (with their streams) and queues from template.yaml's own definitions, and the secrets
+    (logical id -> JSON value: the template generates random ones, which the sandbox could not know)."""
     refs: dict[str, str] = {}
     arns: dict[str, str] = {}
+    stream_arns: dict[str, str] = {}
     dynamodb = client("dynamodb", endpoint_url)
     for logical_id in TABLES:
         refs[logical_id] = f"{prefix}-{logical_id}"
         create_table(dynamodb, logical_id, refs[logical_id])
-        arns[logical_id] = dynamodb.describe_table(TableName=refs[logical_id])["Table"]["TableArn"]
+        table = dynamodb.describe_table(TableName=refs[logical_id])["Table"]
+        arns[logical_id] = table["TableArn"]
+        if "LatestStreamArn" in table:
+            stream_arns[logical_id] = table["LatestStreamArn"]
     sqs = client("sqs", endpoint_url)
-    refs[QUEUE], refs[DEAD_LETTER_QUEUE] = create_queue_pair(sqs, QUEUE, DEAD_LETTER_QUEUE, prefix)
-    for logical_id in (QUEUE, DEAD_LETTER_QUEUE):
-        attributes = sqs.get_queue_attributes(QueueUrl=refs[logical_id], AttributeNames=["QueueArn"])
+    queues = create_queues(sqs, prefix)
+    for logical_id, url in queues.items():
+        refs[logical_id] = url
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         arns[logical_id] = attributes["Attributes"]["QueueArn"]
     secretsmanager = client("secretsmanager", endpoint_url)
     for logical_id, value in secrets.items():
@@ -782,7 +806,7 @@ def provision(endpoint_url: str, prefix: str, secrets: Mapping[str, Mapping[str,
         refs[logical_id] = arns[logical_id] = created["ARN"]  # !Ref of a secret is its ARN
     for closing in (dynamodb, sqs, secretsmanager):
         closing.close()
-    return LocalResources(refs=refs, arns=arns)
+    return LocalResources(refs=refs, arns=arns, stream_arns=stream_arns, queues=queues)
 
 
 _backoff_scale: list[float] = []

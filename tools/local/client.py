@@ -231,6 +231,30 @@ class StackClient:
         result: dict[str, Any] = self.control(f"{self.info.control_url}/_local/invocations")
         return result
 
+    def settle_streams(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Until the stream pollers have handed every record written so far to their function (failed
+        batches retried or given up on): every delivery stored by now is applied. Their status."""
+        url = f"{self.info.control_url}/_local/event-sources/settle"
+        answer: dict[str, Any] = self.control(url, {"timeout": timeout}, timeout=timeout + 15)
+        if not answer["settled"]:
+            raise WaitTimeout(f"the stream pollers did not settle within {timeout:.0f}s: {answer['pollers']}")
+        return answer
+
+    def queue_messages(self, logical_id: str) -> list[dict[str, Any]]:
+        """What a queue of the template holds (received with a zero visibility timeout: they stay)."""
+        messages: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for _ in range(20):
+            response = self.sqs.receive_message(
+                QueueUrl=self.info.queues[logical_id], MaxNumberOfMessages=10, VisibilityTimeout=0
+            )
+            fresh = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+            if not fresh:
+                break
+            seen.update(m["MessageId"] for m in fresh)
+            messages += fresh
+        return messages
+
     # ---- what the tables say ----------------------------------------------------------------
 
     def chunks(self, request_id: str) -> list[ChunkRecord]:
@@ -317,12 +341,10 @@ class StackClient:
             )
         return reports
 
-    def wait_callbacks_done(self, message_ids: Sequence[str], timeout: float) -> dict[str, Any]:
-        """Until the sandbox knows every message and has nothing left to deliver (retries included).
-
-        The webhook answers only after storing, so by then the tables hold everything it will get.
-        Returns the sandbox's record at that moment.
-        """
+    def wait_callbacks_sent(self, message_ids: Sequence[str], timeout: float) -> dict[str, Any]:
+        """Until the sandbox knows every message and has nothing left to deliver (retries included):
+        the webhook answers once a delivery is stored, so by then the table holds every delivery it
+        will get. Returns the sandbox's record at that moment."""
 
         def check() -> dict[str, Any] | None:
             record = self.sandbox_record()
@@ -330,3 +352,11 @@ class StackClient:
             return record if known and not record["pending"] else None
 
         return wait_for(check, timeout, "the sandbox to deliver every callback", interval=0.3)
+
+    def wait_callbacks_done(self, message_ids: Sequence[str], timeout: float) -> dict[str, Any]:
+        """wait_callbacks_sent, then until the stack's stream poller has handed every stored delivery
+        to the applier: every event of them applied. Returns the sandbox's record."""
+        started = time.monotonic()
+        record = self.wait_callbacks_sent(message_ids, timeout)
+        self.settle_streams(max(5.0, timeout - (time.monotonic() - started)))
+        return record

@@ -1,10 +1,11 @@
-"""The functions, invoked as Lambda invokes them, and the SQS event source mapping that feeds them.
+"""The functions, invoked as Lambda invokes them.
 
 One "container" per function: invocations of the same function run one at a time (a Lambda execution
 environment handles one event at a time, and the handlers keep per-container state such as the
 Sender's deadline and Powertools' batch processor), different functions run concurrently.
 
-Whatever serves events (the HTTP API front, the SQS poller) goes through the `Invoker` protocol:
+Whatever serves events (the HTTP API front, the event source pollers of event_sources.py) goes
+through the `Invoker` protocol:
 `InProcessFunctions` runs the real handlers in this process, `EndpointInvoker` invokes through a
 Lambda Invoke API on loopback (`sam local start-lambda`, `make demo SAM=1`).
 """
@@ -12,14 +13,13 @@ Lambda Invoke API on loopback (`sam local start-lambda`, `make demo SAM=1`).
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import logging
 import sys
 import threading
 import time
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -29,7 +29,7 @@ from botocore.config import Config
 
 from tools.local.aws import client
 from tools.local.lambda_context import LambdaContext
-from tools.template_resources import FunctionSpec, SqsSource
+from tools.template_resources import FunctionSpec
 
 log = logging.getLogger("local.functions")
 HISTORY = 500
@@ -45,7 +45,7 @@ class Invocation:
     duration_ms: float
     payload: Any = None
     error: str | None = None
-    records: int | None = None  # SQS records in the event
+    records: int | None = None  # records in the event (SQS messages, stream records)
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
@@ -205,47 +205,13 @@ def merged_environment(specs: Sequence[FunctionSpec], overrides: Mapping[str, st
     return {**merged, **overrides}
 
 
-# ---- the SQS event source mapping ----------------------------------------------------------------
-
-IDLE_POLL_SECONDS = 0.2
-_RECORD_ATTRIBUTES = (
-    "ApproximateReceiveCount",
-    "SentTimestamp",
-    "SenderId",
-    "ApproximateFirstReceiveTimestamp",
-    "SequenceNumber",
-    "MessageGroupId",
-    "MessageDeduplicationId",
-)
-
-
-def lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
-    """One SQS message as Lambda hands it to the function (the shape of events/sqs_batch.json)."""
-    attributes = message.get("Attributes", {})
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": {name: attributes[name] for name in _RECORD_ATTRIBUTES if name in attributes},
-        "messageAttributes": {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "binaryValue": value.get("BinaryValue"),
-                "stringListValues": value.get("StringListValues", []),
-                "binaryListValues": value.get("BinaryListValues", []),
-                "dataType": value.get("DataType"),
-            }
-            for name, value in message.get("MessageAttributes", {}).items()
-        },
-        "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    }
+# ---- what an event source mapping leaves failed ----------------------------------------------------
 
 
 def failed_ids(invocation: Invocation, batch_ids: set[str], report_failures: bool) -> set[str]:
-    """The messages that stay on the queue after this invocation (Lambda's ReportBatchItemFailures)."""
+    """The records that failed in this invocation, by Lambda's ReportBatchItemFailures rules: every one
+    when the function raised; those reported (a queue message's id, a stream record's sequence
+    number); every one when a reported identifier is empty or not of this batch."""
     if invocation.error is not None:
         return set(batch_ids)
     payload = invocation.payload
@@ -255,107 +221,3 @@ def failed_ids(invocation: Invocation, batch_ids: set[str], report_failures: boo
     reported = {str(f.get("itemIdentifier")) for f in failures if isinstance(f, dict)}
     # An empty or unknown identifier makes Lambda treat the whole batch as failed.
     return set(batch_ids) if not reported <= batch_ids else reported
-
-
-class SqsPoller:
-    """Lambda's SQS event source mapping: up to BatchSize messages (waiting up to the batching window
-    to fill a batch), one invocation, then every message not reported failed is deleted. What is left
-    comes back after the (short, local) visibility timeout, given with each ReceiveMessage; after
-    maxReceiveCount receives moto moves it to the dead-letter queue, as SQS does."""
-
-    def __init__(
-        self,
-        invoker: Invoker,
-        function: str,
-        source: SqsSource,
-        aws_endpoint_url: str,
-        queue: tuple[str, str],  # URL, ARN
-        region: str,
-        visibility_timeout: int,
-    ) -> None:
-        self._invoker, self._function, self._source = invoker, function, source
-        self._sqs = client("sqs", aws_endpoint_url, region)
-        (self._queue_url, self._queue_arn), self._region = queue, region
-        self._visibility_timeout = visibility_timeout
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"sqs-{source.queue}", daemon=True)
-        self.stats: Counter[str] = Counter()
-
-    def start(self) -> SqsPoller:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self._sqs.close()
-
-    def status(self) -> dict[str, Any]:
-        return {"queue": self._source.queue, "function": self._function, **self.stats}
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("polling %s failed; retrying in 1s", self._source.queue)
-                self.stats["poll_errors"] += 1
-                self._stop.wait(1.0)
-
-    def _receive(self, count: int) -> list[dict[str, Any]]:
-        # Short polls: each one is atomic in the local moto; idle costs 5 calls/s.
-        response = self._sqs.receive_message(
-            QueueUrl=self._queue_url,
-            MaxNumberOfMessages=max(1, min(10, count)),
-            WaitTimeSeconds=0,
-            VisibilityTimeout=self._visibility_timeout,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages: list[dict[str, Any]] = response.get("Messages", [])
-        return messages
-
-    def poll_once(self) -> int:
-        """One receive-invoke-delete round. Returns the number of messages handed to the function."""
-        batch_size = self._source.batch_size
-        messages = self._receive(batch_size)
-        if not messages:
-            self._stop.wait(IDLE_POLL_SECONDS)
-            return 0
-        # Never gathered for longer than half the visibility timeout: a message received first would
-        # become visible again and come back into the same batch.
-        window_end = time.monotonic() + min(
-            self._source.batching_window_seconds, self._visibility_timeout / 2
-        )
-        while len(messages) < batch_size and time.monotonic() < window_end and not self._stop.is_set():
-            more = self._receive(batch_size - len(messages))
-            if not more:
-                self._stop.wait(0.1)
-            seen = {m["MessageId"] for m in messages}
-            messages.extend(m for m in more if m["MessageId"] not in seen)
-        records = [lambda_record(m, self._queue_arn, self._region) for m in messages]
-        trigger = f"sqs:{self._source.queue}"
-        invocation = self._invoker.invoke(self._function, {"Records": records}, trigger=trigger)
-        batch_ids = {m["MessageId"] for m in messages}
-        failed = failed_ids(invocation, batch_ids, self._source.report_batch_item_failures)
-        done = [m for m in messages if m["MessageId"] not in failed]
-        for start in range(0, len(done), 10):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                for i, m in enumerate(done[start : start + 10])
-            ]
-            self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
-        self.stats.update(batches=1, messages=len(messages), deleted=len(done), left_for_retry=len(failed))
-        self.stats["function_errors"] += invocation.error is not None
-        log.info(
-            "%s: %d message(s) -> %s: %d deleted, %d left for retry",
-            self._source.queue,
-            len(messages),
-            self._function,
-            len(done),
-            len(failed),
-        )
-        return len(messages)

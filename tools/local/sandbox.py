@@ -11,7 +11,9 @@ It speaks the contract this project ASSUMES, through the same module the sender 
   JSON array.
 - Chaos, all off by default: 429 with Retry-After, 503, slow answers, accepted-then-timeout,
   per-recipient forced failures, duplicate and out-of-order callbacks, lost webhook responses,
-  and retries of failed callbacks (same eventId, original dateTime, bounded attempts, backoff).
+  retries of failed callbacks (same eventId, original dateTime, bounded attempts, backoff), items that
+  are not events mixed into arrays, dateTimes far in the future, bulk arrays of thousands of events
+  (a backlog re-sent at once), gzip-encoded bodies.
 - It records everything it received and sent (GET /_sandbox/record) for assertions.
 
 Deterministic with a seed: ids, scripted outcomes and every per-message decision (duplicates, order,
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hashlib
 import heapq
 import hmac
@@ -60,6 +63,8 @@ from tools.local.netguard import is_loopback_host
 log = logging.getLogger("local.sandbox")
 
 ADMIN_PREFIX = "/_sandbox"
+# How far ahead a future-dated event is (future_rate): a clock gone wrong, not a plausible delay.
+FUTURE_SHIFT = timedelta(days=3653)
 RECORD_PARTS = ("requests", "accepted", "messages", "events", "callback_attempts", "outcomes", "pending")
 
 # ---------------------------------------------------------------------------------------------
@@ -142,6 +147,15 @@ class SandboxConfig:
     max_group: int = 5
     group_window_seconds: float = 0.05
     lost_response_rate: float = 0.0  # first attempt of a delivery: treated as failed whatever the answer
+    malformed_rate: float = 0.0  # per array: one item that is not an event (no eventId, or no object)
+    future_rate: float = 0.0  # per event: its dateTime FUTURE_YEARS ahead (a clock gone wrong)
+    # Bulk arrays: every event is also kept in a backlog, sent as one array of bulk_size events once
+    # that many are there (the rest once nothing else was due or in flight for bulk_wait_seconds); a
+    # bulk_only_rate share of events is sent in a bulk array only. 0: no backlog.
+    bulk_size: int = 0
+    bulk_only_rate: float = 0.0
+    bulk_wait_seconds: float = 2.0
+    gzip_min_bytes: int = 0  # a body at least this large is sent with Content-Encoding: gzip (0: never)
     callback_max_attempts: int = 5
     callback_backoff_seconds: float = 0.2  # doubled for each further attempt
     callback_timeout_seconds: float = 5.0
@@ -190,7 +204,8 @@ def updated_config(config: SandboxConfig, changes: Mapping[str, Any]) -> Sandbox
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
     values = {name: _coerce(name, getattr(config, name), value) for name, value in changes.items()}
     new = replace(config, **values)
-    for name in ("rate_503", "rate_429", "slow_rate", "accept_timeout_rate", "duplicate_rate"):
+    rates = ("rate_503", "rate_429", "slow_rate", "accept_timeout_rate", "duplicate_rate")
+    for name in (*rates, "malformed_rate", "future_rate", "bulk_only_rate"):
         if not 0.0 <= getattr(new, name) <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1")
     if new.callback_max_attempts < 1 or new.max_group < 1 or new.step_delay_min > new.step_delay_max:
@@ -213,6 +228,9 @@ class _Delivery:
     message_ids: list[str]
     is_array: bool
     attempt: int = 1
+    malformed: int = 0  # items that are not events
+    bulk: bool = False
+    gzip: bool = False  # body gzip-compressed, sent with Content-Encoding: gzip
 
 
 @dataclass(order=True, slots=True)
@@ -256,6 +274,11 @@ class Sandbox:
         self._dispatch_rng = random.Random(f"{self._config.seed}/dispatch")
         self._due: list[_Due] = []
         self._inflight = 0
+        # Bulk arrays: events waiting to go out together, those already taken; since when nothing
+        # else has been due or in flight.
+        self._backlog: list[dict[str, Any]] = []
+        self._backlogged: set[str] = set()
+        self._quiet_since = 0.0
         self._stopping = False
         self._dispatcher: threading.Thread | None = None
         self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-callback")
@@ -308,14 +331,15 @@ class Sandbox:
                 self._reset_record()
 
     def pending(self) -> int:
-        """Callback events and deliveries not yet sent or still in flight (retries included)."""
+        """Callback events and deliveries not yet sent or still in flight (retries and the bulk
+        backlog included)."""
         with self._lock:
-            return len(self._due) + self._inflight
+            return len(self._due) + self._inflight + len(self._backlog)
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._due or self._inflight:
+            while self._due or self._inflight or self._backlog:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -343,7 +367,7 @@ class Sandbox:
                 "outcomes": {m: v["scripted"] for m, v in self._messages.items()}
                 if "outcomes" in parts
                 else {},
-                "pending": len(self._due) + self._inflight,
+                "pending": len(self._due) + self._inflight + len(self._backlog),
             }
             # A deep copy through JSON: callers get plain data they may keep while the sandbox goes on.
             copied: dict[str, Any] = json.loads(json.dumps({k: v for k, v in whole.items() if k in parts}))
@@ -502,7 +526,7 @@ class Sandbox:
             messages.append(
                 AcceptedMessage(message_id=message_id, to=message.to, external_id=message.external_id)
             )
-            events = self._plan_callbacks(
+            events, future = self._plan_callbacks(
                 config, accepted_at, batch_id, message_id, message.to, send.sender, outcome
             )
             chunk_messages.append(
@@ -535,6 +559,8 @@ class Sandbox:
                             "status": event["status"],
                             "date_time": event["dateTime"],
                             "planned_occurrences": len(offsets),
+                            "future": event["eventId"] in future,
+                            "bulk_only": self._bulk_only(config, event["eventId"]),
                         },
                     )
                 due.extend(_Due(start + offset, 0, event=event) for offset in offsets)
@@ -563,13 +589,15 @@ class Sandbox:
         to: str,
         sender: str,
         outcome: DeliveryStatus,
-    ) -> list[tuple[dict[str, Any], list[float]]]:
-        """Each lifecycle event with the offsets (seconds after acceptance) at which it is delivered."""
+    ) -> tuple[list[tuple[dict[str, Any], list[float]]], set[str]]:
+        """Each lifecycle event with the offsets (seconds after acceptance) at which it is delivered,
+        and the eventIds of those dated far in the future."""
         rng = random.Random(f"{config.seed}/{message_id}")
         elapsed = 0.0
         planned: list[tuple[dict[str, Any], list[float]]] = []
         for step in LIFECYCLES[outcome]:
             elapsed += rng.uniform(config.step_delay_min, config.step_delay_max)
+            at = accepted_at + timedelta(seconds=elapsed)
             event = status_event(
                 event_id=self._new_id("event"),
                 batch_id=batch_id,
@@ -578,7 +606,7 @@ class Sandbox:
                 sender=sender,
                 status=step.status,
                 # The moment the status changed: kept as it is on every re-delivery.
-                at=accepted_at + timedelta(seconds=elapsed),
+                at=at,
                 error_code=step.error_code,
                 error_message=step.error_message,
             )
@@ -590,37 +618,95 @@ class Sandbox:
         for _event, offsets in planned:
             if rng.random() < config.duplicate_rate:
                 offsets.append(offsets[0] + rng.uniform(0.05, 0.5))
-        return planned
+        future: set[str] = set()
+        for event, _ in planned:
+            # Drawn last and only when asked for, so the other decisions stay those of the seed.
+            if config.future_rate and rng.random() < config.future_rate:
+                event["dateTime"] = (datetime.fromisoformat(event["dateTime"]) + FUTURE_SHIFT).isoformat()
+                future.add(event["eventId"])
+        return planned, future
+
+    @staticmethod
+    def _bulk_only(config: SandboxConfig, event_id: str) -> bool:
+        """Whether this event goes out in a bulk array only (deterministic per seed and event)."""
+        return bool(config.bulk_size) and random.Random(f"{config.seed}/{event_id}/bulk").random() < (
+            config.bulk_only_rate
+        )
 
     # ---- dispatching callbacks --------------------------------------------------------------
 
     def _dispatch_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping:
-                    now = time.monotonic()
-                    if self._due and self._config.webhook_url and self._due[0].at <= now:
-                        break
-                    wait = self._due[0].at - now if self._due and self._config.webhook_url else 0.5
-                    self._cond.wait(max(0.005, wait))
-                if self._stopping:
+                deliveries = self._next_deliveries()
+                if deliveries is None:
                     return
-                horizon = time.monotonic() + self._config.group_window_seconds
-                events: list[dict[str, Any]] = []
-                retries: list[_Delivery] = []
-                while self._due and self._due[0].at <= horizon:
-                    item = heapq.heappop(self._due)
-                    if item.delivery is not None:
-                        retries.append(item.delivery)
-                    elif item.event is not None:
-                        events.append(item.event)
-                deliveries = retries + self._group(events)
                 self._inflight += len(deliveries)
             for delivery in deliveries:
                 try:
                     self._workers.submit(self._deliver, delivery)
                 except RuntimeError:  # shutting down
                     return
+
+    def _next_deliveries(self) -> list[_Delivery] | None:
+        """What is due now, as deliveries; waits (on the condition, held) until something is. None:
+        stopping."""
+        while not self._stopping:
+            now = time.monotonic()
+            if self._config.webhook_url:
+                if self._due and self._due[0].at <= now:
+                    break
+                if self._backlog and self._quiet_for(now) >= self._config.bulk_wait_seconds:
+                    return [self._bulk_delivery()]
+            self._cond.wait(max(0.005, self._wait_seconds(now)))
+        if self._stopping:
+            return None
+        horizon = time.monotonic() + self._config.group_window_seconds
+        events: list[dict[str, Any]] = []
+        retries: list[_Delivery] = []
+        while self._due and self._due[0].at <= horizon:
+            item = heapq.heappop(self._due)
+            if item.delivery is not None:
+                retries.append(item.delivery)
+            elif item.event is not None:
+                events.append(item.event)
+        self._quiet_since = time.monotonic()
+        deliveries = retries + self._group(self._backlog_events(events))
+        if 0 < self._config.bulk_size <= len(self._backlog):
+            deliveries.append(self._bulk_delivery())
+        return deliveries
+
+    def _wait_seconds(self, now: float) -> float:
+        if not self._config.webhook_url:
+            return 0.5
+        waits = [self._due[0].at - now] if self._due else [0.5]
+        if self._backlog and self._quiet_for(now) >= 0:
+            waits.append(self._config.bulk_wait_seconds - self._quiet_for(now))
+        return min(waits)
+
+    def _quiet_for(self, now: float) -> float:
+        """Seconds since anything was last sent or answered; -1 while something is due or in flight."""
+        return -1.0 if self._due or self._inflight else now - self._quiet_since
+
+    def _backlog_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each event's first occurrence also into the bulk backlog; those sent in bulk only left out."""
+        config = self._config
+        if not config.bulk_size:
+            return events
+        sent = []
+        for event in events:
+            event_id = event["eventId"]
+            if event_id not in self._backlogged:
+                self._backlogged.add(event_id)
+                self._backlog.append(event)
+            if not self._bulk_only(config, event_id):
+                sent.append(event)
+        return sent
+
+    def _bulk_delivery(self) -> _Delivery:
+        size = self._config.bulk_size or len(self._backlog)
+        taken, self._backlog = self._backlog[:size], self._backlog[size:]
+        return self._delivery(taken, bulk=True)
 
     def _group(self, events: list[dict[str, Any]]) -> list[_Delivery]:
         config = self._config
@@ -629,20 +715,32 @@ class Sandbox:
             groups = [events[i : i + config.max_group] for i in range(0, len(events), config.max_group)]
         else:
             groups = [[event] for event in events]
-        deliveries = []
-        for group in groups:
-            is_array = len(group) > 1
-            body = json.dumps(group if is_array else group[0]).encode()
-            deliveries.append(
-                _Delivery(
-                    delivery_id=self._new_id("delivery"),
-                    body=body,
-                    event_ids=[e["eventId"] for e in group],
-                    message_ids=[e["messageId"] for e in group],
-                    is_array=is_array,
-                )
-            )
-        return deliveries
+        return [self._delivery(group) for group in groups]
+
+    def _delivery(self, events: list[dict[str, Any]], bulk: bool = False) -> _Delivery:
+        """One delivery of these events: an array when more than one (then, by malformed_rate, with an
+        item that is not an event among them), gzip-compressed from gzip_min_bytes."""
+        config = self._config
+        items: list[Any] = list(events)
+        malformed = 0
+        if len(items) > 1 and self._dispatch_rng.random() < config.malformed_rate:
+            position = self._dispatch_rng.randrange(len(items) + 1)
+            # No eventId, or not an object: both malformed as the contract reads them.
+            junk: Any = {"status": "delivered", "note": "no eventId"} if position % 2 else "not an event"
+            items.insert(position, junk)
+            malformed = 1
+        body = json.dumps(items if len(items) > 1 else items[0]).encode()
+        compressed = 0 < config.gzip_min_bytes <= len(body)
+        return _Delivery(
+            delivery_id=self._new_id("delivery"),
+            body=gzip.compress(body) if compressed else body,
+            event_ids=[e["eventId"] for e in events],
+            message_ids=[e["messageId"] for e in events],
+            is_array=len(items) > 1,
+            malformed=malformed,
+            bulk=bulk,
+            gzip=compressed,
+        )
 
     def _deliver(self, delivery: _Delivery) -> None:
         try:
@@ -652,6 +750,7 @@ class Sandbox:
         finally:
             with self._cond:
                 self._inflight -= 1
+                self._quiet_since = time.monotonic()
                 self._cond.notify_all()
 
     def _attempt(self, delivery: _Delivery) -> None:
@@ -665,6 +764,8 @@ class Sandbox:
             error = "no loopback webhook_url configured"
         else:
             headers = {"Content-Type": "application/json", "User-Agent": "ocelot-sandbox/1"}
+            if delivery.gzip:
+                headers["Content-Encoding"] = "gzip"
             if config.webhook_username is not None and config.webhook_password is not None:
                 headers.update(
                     urllib3.make_headers(basic_auth=f"{config.webhook_username}:{config.webhook_password}")
@@ -697,6 +798,10 @@ class Sandbox:
                     "event_ids": delivery.event_ids,
                     "message_ids": delivery.message_ids,
                     "array": delivery.is_array,
+                    "bulk": delivery.bulk,
+                    "malformed_items": delivery.malformed,
+                    "gzip": delivery.gzip,
+                    "bytes": len(delivery.body),
                     "status_code": status,
                     "error": error,
                     "response_lost": lost,

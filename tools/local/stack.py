@@ -1,4 +1,5 @@
-"""The local stack: moto, the Ocelot sandbox, the API front, the poller and the real handlers on loopback.
+"""The local stack: moto, the Ocelot sandbox, the API front, the event source pollers and the real
+handlers on loopback.
 
     python -m tools.local.stack up [--background] [--state-dir .local] [--functions inprocess|none]
     python -m tools.local.stack down|status [--state-dir .local]
@@ -49,7 +50,8 @@ from tools.local.aws import (
     scale_retry_backoff,
     stop_with_parent,
 )
-from tools.local.functions import EndpointInvoker, InProcessFunctions, SqsPoller, merged_environment
+from tools.local.event_sources import Poller, SqsPoller, StreamPoller
+from tools.local.functions import EndpointInvoker, InProcessFunctions, merged_environment
 from tools.local.sandbox import Sandbox, SandboxConfig
 from tools.local.serving import ServerThread
 from tools.template_resources import ROOT, Resolver, function_specs, resource
@@ -114,6 +116,9 @@ class StackInfo:
     functions_served: list[str] = field(default_factory=list)
     function_errors: dict[str, str] = field(default_factory=dict)  # logical id -> why it does not load
     sqs: dict[str, Any] = field(default_factory=dict)
+    # The mappings on a table's stream: {"sources": [{function, mapping, table, stream_arn, ...}]}
+    streams: dict[str, Any] = field(default_factory=dict)
+    queues: dict[str, str] = field(default_factory=dict)  # every queue of the template: logical id -> URL
     seed: int = 0
     aws_pid: int | None = None  # moto's own process
 
@@ -170,7 +175,9 @@ class LocalStack:
     def __init__(self, options: StackOptions) -> None:
         self.options = options
         self._stoppers: list[tuple[str, Callable[[], None]]] = []
-        self._pollers: list[Any] = []
+        self._pollers: list[Poller] = []
+        # Per stream mapping, where its shards were read up to: kept when its pollers are replaced.
+        self._checkpoints: dict[str, dict[str, str]] = {}
         self._invoker: Any = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -213,7 +220,8 @@ class LocalStack:
             account_id=ACCOUNT_ID,
         )
         self._specs = specs = function_specs(resolver)
-        self._queues = {q: (resources.refs[q], resources.arns[q]) for q in resources.refs}
+        self._resources = resources
+        self._queues = {q: (url, resources.arns[q]) for q, url in resources.queues.items()}
         tuning = {**LOCAL_TUNING, **options.env, "AWS_ENDPOINT_URL": self.moto.url}
         function_env = merged_environment(specs, tuning)
         if options.functions == "inprocess":
@@ -228,6 +236,9 @@ class LocalStack:
                 "GET /invocations": lambda _: self.invocations(),
                 "POST /event-sources": lambda request: self.invoke_event_sources(
                     json.loads(request.get_data() or b"{}").get("invoke_url")
+                ),
+                "POST /event-sources/settle": lambda request: self.settle(
+                    float(json.loads(request.get_data() or b"{}").get("timeout", 60))
                 ),
             },
         )
@@ -287,14 +298,29 @@ class LocalStack:
                     for source in spec.sqs_sources
                 ],
             },
+            streams={"sources": self._stream_sources_json()},
+            queues=dict(resources.queues),
             seed=options.seed,
             aws_pid=self.moto.pid,
         )
 
+    def _stream_sources_json(self) -> list[dict[str, Any]]:
+        """The stream mappings as stack.json lists them: the functions sam local start-lambda serves."""
+        return [
+            {
+                "function": spec.logical_id,
+                **asdict(source),
+                "stream_arn": self._resources.stream_arns[source.table],
+                "on_failure_queue_url": self._queues[source.on_failure][0] if source.on_failure else None,
+            }
+            for spec in self._specs
+            for source in spec.stream_sources
+        ]
+
     def _start_pollers(self) -> None:
         for spec in self._specs:
             for source in spec.sqs_sources:
-                poller = SqsPoller(
+                poller: Poller = SqsPoller(
                     self._invoker,
                     spec.logical_id,
                     source,
@@ -304,14 +330,28 @@ class LocalStack:
                     self.options.visibility_timeout,
                 )
                 self._pollers.append(poller.start())
+            for stream in spec.stream_sources:
+                on_failure = stream.on_failure
+                poller = StreamPoller(
+                    self._invoker,
+                    spec.logical_id,
+                    stream,
+                    self.moto.url,
+                    self._resources.stream_arns[stream.table],
+                    REGION,
+                    (self._queues[on_failure][0], on_failure) if on_failure else None,
+                    self._checkpoints.setdefault(stream.mapping, {}),
+                )
+                self._pollers.append(poller.start())
 
     def _stop_pollers(self) -> None:
         while self._pollers:
             self._pollers.pop().stop()
 
     def invoke_event_sources(self, invoke_url: str | None) -> dict[str, Any]:
-        """POST /_local/event-sources: the queue's messages go to the functions through this Lambda
-        Invoke API (sam local start-lambda), or nowhere (None). For a stack with `--functions none`."""
+        """POST /_local/event-sources: the queue's messages and the stream's records go to the functions
+        through this Lambda Invoke API (sam local start-lambda), or nowhere (None). For a stack with
+        `--functions none`; a stream resumes where it was left."""
         if self.options.functions != "none":
             raise ValueError("this stack serves its functions itself")
         if invoke_url is not None and not invoke_url.startswith("http://127.0.0.1:"):
@@ -329,6 +369,21 @@ class LocalStack:
     def invocations(self) -> dict[str, Any]:
         history = self._invoker.history() if self._invoker is not None else []
         return {"invocations": history, "pollers": [poller.status() for poller in self._pollers]}
+
+    def settle(self, timeout: float) -> dict[str, Any]:
+        """POST /_local/event-sources/settle: wait until every stream poller has handed over (and seen
+        through, retries included) every record written before this call. `settled` false: not within
+        `timeout` seconds, or no stream poller runs."""
+        asked = time.monotonic()
+        with self._lock:
+            pollers = [p for p in self._pollers if isinstance(p, StreamPoller)]
+        while pollers and not all(p.settled_since(asked) for p in pollers):
+            if time.monotonic() - asked >= timeout:
+                break
+            time.sleep(0.05)
+        settled = bool(pollers) and all(p.settled_since(asked) for p in pollers)
+        waited = round(time.monotonic() - asked, 3)
+        return {"settled": settled, "seconds": waited, "pollers": [p.status() for p in pollers]}
 
     def egress(self) -> dict[str, Any]:
         """Where this process and moto's connected to (loopback only, or it was refused)."""
@@ -548,6 +603,10 @@ def print_summary(info: StackInfo) -> None:
         "AWS (moto)": info.aws_endpoint_url,
         "send queue": info.queue_url,
         "dead-letter queue": info.dlq_url,
+        **{
+            f"{s['function']} <- stream": f"{s['table']}; failed batches to {s['on_failure_queue_url']}"
+            for s in info.streams.get("sources", [])
+        },
         "tables": ", ".join(info.tables.values()),
         "control": f"{info.control_url}/_local/",
         "stack file": str(Path(info.state_dir) / STACK_FILE),

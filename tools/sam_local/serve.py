@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -375,6 +376,24 @@ class SamServer:
             if run(["docker", "inspect", container], timeout=30).returncode == 0:
                 self.leftover_containers.append(container)
                 run(["docker", "rm", "-f", container], timeout=60)
+        release_build_locks(self.process.pid)
+
+
+def release_build_locks(pid: int) -> list[Path]:
+    """SAM's image build locks (in the temp directory) that a stopped SAM process still held, marked
+    failed and removed: the next SAM then builds the image itself, instead of waiting five minutes for
+    a build that will never finish (SAM stopped in the middle of building a warm container's image)."""
+    released = []
+    for lock in Path(tempfile.gettempdir()).glob("samcli_*.building.lock"):
+        try:
+            owner = lock.read_text().split()[0]
+        except (OSError, IndexError):
+            continue
+        if owner == str(pid):
+            lock.with_suffix(".status").write_text(f"failed\n{time.time()}")
+            lock.unlink(missing_ok=True)
+            released.append(lock)
+    return released
 
 
 # ---- a local stack's functions, served by sam local -------------------------------------------
@@ -390,9 +409,10 @@ class ServedStack:
 @contextlib.contextmanager
 def serve_stack(stack: Mapping[str, Any], provisioned: Provisioned, workdir: Path) -> Iterator[ServedStack]:
     """The functions of a `--functions none` local stack (its stack.json) served by sam local:
-    start-api for the HTTP routes, start-lambda for the functions its queue feeds. The sandbox is
-    told to call start-api back, and the stack's poller to invoke through start-lambda. On exit
-    everything started here is stopped, the poller first, and no container is left."""
+    start-api for the HTTP routes, start-lambda for the functions its queue and its table's stream
+    feed. The sandbox is told to call start-api back, and the stack's pollers to invoke through
+    start-lambda. On exit everything started here is stopped, the pollers first, and no container is
+    left."""
     if stack["functions"] != "none" or not stack.get("webhook_path"):
         raise ProvisionError("the stack serves its functions itself: start it with --functions none")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -405,7 +425,7 @@ def serve_stack(stack: Mapping[str, Any], provisioned: Provisioned, workdir: Pat
     # What the in-process functions get (function_env, the stack's resources, AWS on moto), as a
     # --env-vars file holding only the names the template declares.
     variables, _dropped = for_sam(from_stack(stack))
-    consumers = sorted({str(source["function"]) for source in stack["sqs"].get("sources", [])})
+    consumers = event_source_functions(stack)
     event_sources = f"{stack['control_url']}/_local/event-sources"
     with contextlib.ExitStack() as started:
         api = started.enter_context(sam.start_api(variables, free_port()))
@@ -415,6 +435,12 @@ def serve_stack(stack: Mapping[str, Any], provisioned: Provisioned, workdir: Pat
         _post(event_sources, {"invoke_url": lambdas.url})
         started.callback(_post, event_sources, {"invoke_url": None}, quiet=True)
         yield ServedStack(api, lambdas, webhook_url)
+
+
+def event_source_functions(stack: Mapping[str, Any]) -> list[str]:
+    """The functions a stack's event source mappings invoke (its queue's, its stream's)."""
+    sources = [*stack["sqs"].get("sources", []), *stack.get("streams", {}).get("sources", [])]
+    return sorted({str(source["function"]) for source in sources})
 
 
 def _post(url: str, body: Any, quiet: bool = False) -> None:
