@@ -84,6 +84,7 @@ class TableSnapshot:
     batches: set[str] = field(default_factory=set)
     raw_deliveries: int = 0
     rejected: int = 0
+    send_items: int = 0  # each request is a send of one part: its send and its part
     other: int = 0
 
 
@@ -136,6 +137,8 @@ def snapshot(items: Sequence[Mapping[str, Any]]) -> TableSnapshot:
             )
         elif pk.startswith("REJECTED#"):
             table.rejected += 1
+        elif item.get("type") in ("send", "send_part"):
+            table.send_items += 1
         else:
             table.other += 1
     return table
@@ -253,6 +256,8 @@ def verify(
     verdict.zero(
         "requests without a batch record", sorted({r.request_id for r in plan.requests} - table.batches)
     )
+    # Each request is a send of its own, of one part: a send item and a part item for each.
+    verdict.equal("send and part items (two per request)", table.send_items, 2 * len(table.batches))
 
     timed_out = [r for r in requests_seen if r.get("fault") == "accept_timeout"]
     timeout_chunks = {chunk_of[to] for r in timed_out for to in r.get("recipients", []) if to in chunk_of}
