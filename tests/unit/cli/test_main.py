@@ -31,7 +31,7 @@ from ocelot_sms_cli.main import SQS_BATCH, parts, read_csv
 from ocelot_sms_cli.target import Target, TargetError, local_target, stack_target
 from tests.unit.support.aws import OCELOT_URL, FakeContext
 from tests.unit.support.flows import api_get, callback, deliver, send
-from tests.unit.support.ocelot import FakeOcelot, accept, guard_network, ocelot_mock, phone
+from tests.unit.support.ocelot import FakeOcelot, guard_network, ocelot_mock, phone
 from tools.template_resources import create_queue_pair
 
 pytestmark = pytest.mark.usefixtures("emf", "atomic_dynamodb")
@@ -363,7 +363,7 @@ def test_status_shows_counts_unknown_chunks_and_each_message_masked(
     target: Target, ocelot: FakeOcelot, status_api: list[str]
 ) -> None:
     # Given a batch of 3 (chunks of 2): chunk 1 timed out; #0 delivered
-    ocelot.then(accept, requests.ReadTimeout("read timed out"))
+    ocelot.then_for("ref-2", requests.ReadTimeout("read timed out"))
     result = send("show-1", 3)
     first = result.messages[0].message_id or ""
     deliver(callback("c-1", first, "delivered", "2026-11-26T16:00:05Z"), "d-1")
@@ -460,7 +460,7 @@ def test_status_of_an_unknown_batch_fails_with_the_api_answer(target: Target, st
 
 @pytest.fixture
 def unknown_chunk(target: Target, ocelot: FakeOcelot) -> dict[str, Any]:
-    ocelot.then(accept, requests.ReadTimeout("read timed out"))
+    ocelot.then_for("ref-2", requests.ReadTimeout("read timed out"))
     send("rec-cli", 4)
     return {"sent": len(ocelot.sent)}
 

@@ -427,16 +427,16 @@ def test_503_every_time_is_503_with_retry_after_and_a_later_retry_sends(
     lambda_context: FakeContext,
     dynamodb: Any,
 ) -> None:
-    # Given Ocelot down for every attempt (MAX_SEND_ATTEMPTS=3), asking for 7 s (allowed: up to 10 s)
+    # Given Ocelot down for every attempt (MAX_SEND_ATTEMPTS=3), asking for 2 s (allowed: up to 10 s)
     monkeypatch.setenv("MAX_RETRY_WAIT_SECONDS", "10")
-    ocelot.then(busy(503, "7"), busy(503, "7"), busy(503, "7"))
+    ocelot.then(busy(503, "2"), busy(503, "2"), busy(503, "2"))
 
     # When the batch is posted
     response = invoke(load_event("api_post_batch"), lambda_context)
 
     # Then 503 with Ocelot's Retry-After, after 3 attempts; the chunk is not_sent
     assert response["statusCode"] == 503
-    assert response["headers"]["Retry-After"] == "7"
+    assert response["headers"]["Retry-After"] == "2"
     body = json_body(response)
     assert body["error"] == "unavailable"
     assert body["details"]["result"]["chunks"][0]["status"] == "not_sent"
@@ -518,12 +518,13 @@ def test_a_retry_after_over_the_limit_is_not_slept_and_passed_on(
 def test_a_retry_after_past_the_remaining_lambda_time_is_not_slept(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
 ) -> None:
-    # Given 8 s left (5 s after the safety margin), waits up to 30 s allowed, Ocelot asking for 10 s
+    # Given 25 s left (22 s after the safety margin, time for one attempt of up to 18.05 s), waits up
+    # to 30 s allowed, Ocelot asking for 10 s
     monkeypatch.setenv("MAX_RETRY_WAIT_SECONDS", "30")
     ocelot.then(busy(503, "10"), busy(503, "10"))
 
     # When the batch is posted
-    response = invoke(load_event("api_post_batch"), FakeContext(remaining_ms=8_000))
+    response = invoke(load_event("api_post_batch"), FakeContext(remaining_ms=25_000))
 
     # Then one attempt only, and 503 with the 10 s
     assert len(ocelot.sent) == 1
@@ -609,8 +610,11 @@ def test_a_dry_run_is_200_with_the_preview_and_nothing_sent_or_stored(
     assert response["statusCode"] == 200
     body = json_body(response)
     assert (body["status"], body["dryRun"]) == ("dry_run", True)
-    assert body["preview"] == [
-        {
+    assert body["preview"] == {
+        "ocelotRequests": 1,
+        "messages": 3,
+        "sampleMessages": 3,
+        "sample": {
             "phoneNumber": "+15550000000",
             "operatorId": "operator-1",
             "messages": [
@@ -626,11 +630,36 @@ def test_a_dry_run_is_200_with_the_preview_and_nothing_sent_or_stored(
                 },
                 {"to": "+15551230010", "message": "Your advisor meeting is at 10am.", "externalId": "stu-3"},
             ],
-        }
-    ]
+        },
+    }
     assert ocelot.sent == []
     assert scan(dynamodb, MESSAGES) == []
     assert scan(dynamodb, "idempotency") == []
+
+
+def test_a_dry_run_of_1000_long_non_ascii_texts_answers_far_under_lambda_s_6_mb(
+    ocelot: FakeOcelot, lambda_context: FakeContext, dynamodb: Any
+) -> None:
+    # Given 1,000 messages of 2,000 characters outside ASCII (2 MB of Cyrillic and emoji as UTF-8)
+    text = ("Запис на курс закривається в п'ятницю 📚 " * 60)[:2000]
+    body = batch("dry-big", 1000) | {"dryRun": True}
+    for message in body["messages"]:
+        message["text"] = text
+
+    # When the dry run is posted
+    response = invoke(post(body), lambda_context)
+
+    # Then 200 with the counts and a sample, in UTF-8 JSON as written (no \u escapes), small enough to
+    # leave Lambda's response limit (6 MB, counted after the runtime's own JSON encoding) far behind
+    assert response["statusCode"] == 200
+    answer = json_body(response)
+    assert answer["preview"]["ocelotRequests"] == 10
+    assert answer["preview"]["messages"] == 1000
+    assert answer["preview"]["sample"]["messages"][0]["message"] == text
+    assert len(answer["preview"]["sample"]["messages"]) == answer["preview"]["sampleMessages"] == 5
+    assert "\\u" not in response["body"]
+    assert len(json.dumps(response, ensure_ascii=False).encode()) < 100_000
+    assert ocelot.sent == []
 
 
 # ---- SQS ---------------------------------------------------------------------------------------------------
@@ -788,7 +817,7 @@ def test_unknown_and_sent_messages_are_counted_in_metrics(
     ocelot: FakeOcelot, lambda_context: FakeContext, emf: EmfReader
 ) -> None:
     # Given chunk 1 accepted and chunk 2 timing out (chunks of 100)
-    ocelot.then(accept, requests.ReadTimeout("timed out"))
+    ocelot.then_for("ref-100", requests.ReadTimeout("timed out"))
 
     # When 150 messages are posted
     response = invoke(post(batch("counted", 150)), lambda_context)

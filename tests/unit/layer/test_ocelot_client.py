@@ -24,6 +24,7 @@ from ocelot_sms.ocelot_client import (
     OcelotOutcomeUnknown,
     OcelotRejected,
     OcelotUnavailable,
+    OutOfTime,
 )
 from tests.unit.support.aws import OCELOT_URL
 from tests.unit.support.ocelot import (
@@ -255,8 +256,10 @@ def test_a_retry_after_longer_than_the_longest_wait_is_not_waited_for(
 
 
 def test_a_retry_after_past_the_deadline_is_not_waited_for(ocelot: FakeOcelot, keys: Keys) -> None:
-    # Given a generous wait limit but only 5 s left, and Ocelot asking for 10 s
-    client = HttpOcelotClient(OCELOT_URL, keys, connect_timeout=1.0, max_attempts=3, max_retry_wait=30.0)
+    # Given a generous wait limit but only 5 s left (an attempt may take 3 s), and Ocelot asking for 10 s
+    client = HttpOcelotClient(
+        OCELOT_URL, keys, connect_timeout=1.0, read_timeout=2.0, max_attempts=3, max_retry_wait=30.0
+    )
     ocelot.then((503, {"Retry-After": "10"}, ""), (200, {}, "unused"))
 
     # When a chunk is sent
@@ -591,10 +594,22 @@ def test_a_request_that_reached_a_real_server_is_never_sent_twice(keys: Keys, st
     assert len(server.received) == 1
 
 
-def test_waiting_for_an_answer_never_runs_past_the_deadline(keys: Keys) -> None:
-    # Given a generous read timeout (30 s) but a deadline 4 s away, and a server that never answers
+def test_an_attempt_that_could_not_wait_for_its_whole_answer_is_not_started(
+    ocelot: FakeOcelot, keys: Keys
+) -> None:
+    # Given a read timeout of 30 s and a deadline 4 s away
+    client = HttpOcelotClient(OCELOT_URL, keys, connect_timeout=1.0, read_timeout=30.0)
+
+    # When a chunk is sent; Then nothing goes out: cut short, the answer would be an unknown outcome
+    with pytest.raises(OutOfTime, match="not enough time"):
+        client.send(wire(), soon(4.0))
+    assert ocelot.sent == []
+
+
+def test_an_answer_that_never_comes_is_unknown_after_the_read_timeout(keys: Keys) -> None:
+    # Given a server that reads the request and never answers, a read timeout of 2 s and time for it
     with ocelot_mock(), LoopbackOcelot(Hang(10.0)) as server:
-        client = HttpOcelotClient(server.base_url, keys, connect_timeout=1.0, read_timeout=30.0)
+        client = HttpOcelotClient(server.base_url, keys, connect_timeout=1.0, read_timeout=2.0)
         started = time.monotonic()
 
         # When a chunk is sent
@@ -602,6 +617,6 @@ def test_waiting_for_an_answer_never_runs_past_the_deadline(keys: Keys) -> None:
             client.send(wire(), soon(4.0))
         elapsed = time.monotonic() - started
 
-    # Then it gave up by the deadline (the Lambda still has time to record the unknown outcome)
-    assert 3.5 <= elapsed < 8.0
+    # Then it gave up after the read timeout, within the deadline, and sent once
+    assert 1.5 <= elapsed < 4.0
     assert len(server.received) == 1
