@@ -686,7 +686,7 @@ phones = st.builds(lambda first, rest: f"+{first}{rest}", st.sampled_from("12345
 # newlines, no bidirectional embedding, override or isolate.
 SENDABLE = st.characters(
     codec="utf-8",
-    exclude_categories=("Cc",),
+    exclude_categories=["Cc"],
     exclude_characters="\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
     include_characters="\t\n\r",
 )

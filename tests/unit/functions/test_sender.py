@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import email.utils
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from tests.unit.support.aws import EmfReader, FakeContext
 from tests.unit.support.ocelot import (
     DEFAULT_AUTH,
     FakeOcelot,
+    InFlight,
     LoopbackOcelot,
     Reply,
     Sent,
@@ -113,6 +116,9 @@ def test_a_valid_batch_is_sent_and_answered_201_with_every_id(
     ]
     assert ocelot.sent[0].authorization == DEFAULT_AUTH
     assert len(scan(dynamodb, MESSAGES)) == 1 + 1 + 3  # batch header, chunk, 3 messages
+
+    # And where to follow the batch: GET /batches/{requestId} on the same host
+    assert body["statusUrl"] == "https://127.0.0.1:3000/batches/demo-api-0001"
 
 
 def test_a_base64_encoded_body_is_read(ocelot: FakeOcelot, lambda_context: FakeContext) -> None:
@@ -829,3 +835,144 @@ def test_unknown_and_sent_messages_are_counted_in_metrics(
     assert counted["ChunksUnknown"] == 1
     assert counted["MessagesUnknown"] == 50
     assert counted["BatchesSubmitted"] == 1
+
+
+# ---- the API's time: 202 with what is pending on the send queue ---------------------------------------
+
+
+def test_chunks_not_started_in_the_api_s_time_are_202_pending_with_the_status_url(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot, lambda_context: FakeContext
+) -> None:
+    # Given 1 s of API time, attempts of at most 0.9 s, chunks of 1 sent 2 at once, an Ocelot taking
+    # 0.3 s, and the send queue in moto
+    queue_url = aws_queue(aws)
+    for name, value in {
+        "API_BUDGET_SECONDS": "1",
+        "CONNECT_TIMEOUT_SECONDS": "0.4",
+        "READ_TIMEOUT_SECONDS": "0.5",
+        "OCELOT_MAX_MESSAGES": "1",
+        "SEND_CONCURRENCY": "2",
+        "SEND_QUEUE_URL": queue_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    ocelot.default = InFlight(0.3)
+    event = post(batch("pending-api", 4))
+    event["headers"]["x-forwarded-proto"] = "https"
+    event["headers"]["host"] = "abc123.execute-api.us-east-1.amazonaws.com"
+
+    # When posted
+    response = invoke(event, lambda_context)
+
+    # Then 202: two chunks accepted, two pending, and where to follow them
+    assert response["statusCode"] == 202
+    body = json_body(response)
+    assert body["status"] == "pending"
+    assert [c["status"] for c in body["chunks"]] == ["accepted", "accepted", "pending", "pending"]
+    url = "https://abc123.execute-api.us-east-1.amazonaws.com/batches/pending-api"
+    assert (body["statusUrl"], response["headers"]["Location"]) == (url, url)
+
+    # And the same request is on the send queue: handled from there, it sends the other two
+    [message] = aws["sqs"].receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    record = {"messageId": "sqs-pending", "body": message["Body"], "receiptHandle": "rh", "attributes": {}}
+    record |= {"eventSource": "aws:sqs", "messageAttributes": {}, "md5OfBody": "", "awsRegion": "us-east-1"}
+    assert invoke({"Records": [record]}, FakeContext()) == {"batchItemFailures": []}
+    assert sorted(p["messages"][0]["externalId"] for p in ocelot.payloads) == [f"ref-{i}" for i in range(4)]
+
+
+def aws_queue(aws: dict[str, Any]) -> str:
+    import boto3
+
+    aws["sqs"] = boto3.client("sqs")
+    url: str = aws["sqs"].create_queue(QueueName="send-queue")["QueueUrl"]
+    return url
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "stage", "method", "status"),
+    [
+        ("/batches", "$default", "POST", 201),
+        ("/prod/batches", "prod", "POST", 201),
+        ("/batches", "$default", "GET", 404),
+        ("/batches/x", "$default", "POST", 404),
+        ("/other/batches", "$default", "POST", 404),
+    ],
+)
+def test_only_post_batches_is_served(
+    ocelot: FakeOcelot, lambda_context: FakeContext, raw_path: str, stage: str, method: str, status: int
+) -> None:
+    # Given the valid example on another path, stage or method
+    event = load_event("api_post_batch")
+    event["rawPath"] = raw_path
+    event["requestContext"]["stage"] = stage
+    event["requestContext"]["http"]["method"] = method
+
+    # When invoked; Then only POST /batches (on any stage) is served, anything else is a JSON 404
+    response = invoke(event, lambda_context)
+    assert response["statusCode"] == status
+    if status == 404:
+        assert json_body(response) == {"error": "not_found", "message": "no such route", "problems": []}
+    else:
+        prefix = "" if stage == "$default" else f"/{stage}"
+        assert json_body(response)["statusUrl"].endswith(f"127.0.0.1:3000{prefix}/batches/demo-api-0001")
+
+
+# ---- hardening ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["inf", "1e400", "99999999999999999999", "-inf", "nan"])
+def test_an_unbounded_retry_after_is_capped_never_a_crash(
+    ocelot: FakeOcelot, lambda_context: FakeContext, header: str
+) -> None:
+    # Given Ocelot answering 503 to every attempt with an absurd Retry-After
+    ocelot.default = lambda call: busy(503, header)
+
+    # When the batch is posted
+    response = invoke(load_event("api_post_batch"), lambda_context)
+
+    # Then 503 with a Retry-After of at most an hour (none for one that says nothing), never a crash
+    assert response["statusCode"] == 503
+    expected = {"-inf": "1", "nan": "1"}.get(header, "3600")
+    assert response["headers"]["Retry-After"] == expected
+    assert json_body(response)["details"]["result"]["chunks"][0]["status"] == "not_sent"
+
+
+def test_a_retry_after_given_as_an_http_date_is_passed_on_in_seconds(
+    ocelot: FakeOcelot, lambda_context: FakeContext
+) -> None:
+    # Given Ocelot asking to come back at a time 40 s from now (longer than the Sender waits)
+    when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=40), usegmt=True)
+    ocelot.default = lambda call: busy(429, when)
+
+    # When the batch is posted; Then 503 asking the caller for those 40 s
+    response = invoke(load_event("api_post_batch"), lambda_context)
+    assert response["statusCode"] == 503
+    assert 38 <= int(response["headers"]["Retry-After"]) <= 41
+    assert len(ocelot.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "Registration closes\x07 Friday",
+            "control character (only tabs and newlines are allowed), U+0007 at position 19",
+        ),
+        ("Pay \u202e0001$ now", "bidirectional control (RIGHT-TO-LEFT OVERRIDE), U+202E at position 4"),
+        ("isolate \u2066x\u2069", "bidirectional control (LEFT-TO-RIGHT ISOLATE), U+2066 at position 8"),
+        ("C1 \x9b[31m", "control character (only tabs and newlines are allowed), U+009B at position 3"),
+    ],
+    ids=["bell", "rlo", "isolate", "c1-csi"],
+)
+def test_a_text_with_control_or_bidirectional_characters_is_422_for_its_message(
+    ocelot: FakeOcelot, lambda_context: FakeContext, text: str, says: str
+) -> None:
+    # Given a batch whose second text holds the character, the others tabs and newlines
+    body = batch("controls", 3)
+    body["messages"][0]["text"] = "Line one\nLine two\r\n\tindented"
+    body["messages"][1]["text"] = text
+
+    # When posted; Then 422 naming that message's text and the character, and nothing sent
+    response = invoke(post(body), lambda_context)
+    assert response["statusCode"] == 422
+    assert json_body(response)["problems"] == [{"field": "messages.1.text", "message": f"contains a {says}"}]
+    assert ocelot.sent == []

@@ -42,7 +42,7 @@ class Wired:
     ocelot_secret: dict[str, str] = field(default_factory=lambda: dict(OCELOT_CREDENTIALS))
     # How many times the secret was read (a test may make reading it fail by setting `secret_error`).
     secret_reads: int = 0
-    secret_error: Exception | None = None
+    secret_error: BaseException | None = None
 
 
 @pytest.fixture

@@ -153,6 +153,29 @@ class FakeOcelot:
         return status, dict(headers), reply if isinstance(reply, str) else json.dumps(reply)
 
 
+class InFlight:
+    """A FakeOcelot reply: accepted after `seconds` (once `barrier` lets it), counting the requests
+    held at once."""
+
+    def __init__(self, seconds: float, barrier: threading.Barrier | None = None) -> None:
+        self.seconds, self.barrier = seconds, barrier
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, call: Sent) -> Reply:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            if self.barrier is not None:
+                self.barrier.wait()
+            time.sleep(self.seconds)
+            return 200, {}, accepted(call.payload)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
 @contextmanager
 def ocelot_mock() -> Iterator[responses.RequestsMock]:
     """`responses` active: any URL neither registered nor on loopback raises ConnectionError."""
