@@ -51,12 +51,14 @@ ROUTE = ("POST", "/batches")
 
 
 def create_batch(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-    from ocelot_sms import batch, runtime
+    from ocelot_sms import batch
 
     settings = get_settings()
     request = batch.parse(_json_body(event), settings)
     if request.dry_run:
         return proxy_response(200, batch.preview(request, settings).to_json())
+    from ocelot_sms import runtime  # boto3 and its clients: only to send
+
     service = runtime.sender_service()
     service.register_context(context)
     return _answer(service.submit(request, origin="api"), event)

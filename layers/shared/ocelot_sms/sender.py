@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Generator, Sequence
@@ -94,6 +95,21 @@ class _Attempt:
     chunk: Chunk
     outcome: dict[str, Any] | None = None
     error: Exception | None = None
+
+
+class _FirstFailure:
+    """The first chunk (in request order) whose sending failed, for the threads sending the others."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._index = math.inf
+
+    def at(self, index: int) -> None:
+        with self._lock:
+            self._index = min(self._index, index)
+
+    def before(self, index: int) -> bool:
+        return self._index < index
 
 
 # The error a request answers with when chunks failed in different ways: the first that applies.
@@ -203,19 +219,24 @@ class SenderService:
 
     def _attempts(self, request: BatchRequest, chunks: Sequence[Chunk], digest: str) -> Generator[_Attempt]:
         """Each chunk's attempt in request order, as soon as it is known, up to send_concurrency chunks
-        being sent at once. Once one fails or runs out of time no further chunk is started."""
-        stop = threading.Event()
+        being sent at once. Once one fails or runs out of time no chunk after it is started."""
+        failed = _FirstFailure()
 
         def attempt(chunk: Chunk) -> _Attempt:
-            if stop.is_set():
+            if failed.before(chunk.index):
                 return _Attempt(chunk)
             try:
-                outcome = self._send_chunk_once(chunk=self._chunk_data(request, chunk, digest))
+                wire = wire_request(request, chunk.messages, self._settings)
+                outcome = self._send_chunk_once(chunk=self._chunk_data(request, chunk, digest), wire=wire)
+                # Stored by the thread that sent the chunk, so that storing never holds the others up;
+                # repeated on a replay on purpose: a put of the same correlation is harmless, a missing
+                # one is not.
+                self._store.put_messages(_message_records(request, chunk, outcome))
             except _PRECEDENCE as error:
-                stop.set()
+                failed.at(chunk.index)
                 return _Attempt(chunk, error=error)
             except Exception:
-                stop.set()
+                failed.at(chunk.index)
                 raise
             return _Attempt(chunk, outcome=outcome)
 
@@ -226,8 +247,8 @@ class SenderService:
         try:
             for future in futures:
                 yield future.result()
-        finally:  # an error recording one chunk: start no more, and let the rest end before leaving
-            stop.set()
+        finally:  # an error: start no more, and let those started end before leaving
+            failed.at(-1)
             for future in futures:
                 future.exception()
 
@@ -258,19 +279,20 @@ class SenderService:
 
     # ---- one chunk, at most once -----------------------------------------------------------------
 
-    def _chunk_data(self, request: BatchRequest, chunk: Chunk, digest: str) -> dict[str, Any]:
+    @staticmethod
+    def _chunk_data(request: BatchRequest, chunk: Chunk, digest: str) -> dict[str, Any]:
+        """What idempotency keys, validates and copies: the chunk's identity, not its messages (Ocelot's
+        request is passed beside it, `wire`, not copied per chunk)."""
         return {
             "requestId": request.request_id,
             "chunkIndex": chunk.index,
             "requestHash": digest,
             "firstIndex": chunk.first_index,
-            "payload": wire_request(request, chunk.messages, self._settings).to_wire(),
         }
 
-    def _send_chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+    def _send_chunk(self, chunk: dict[str, Any], wire: SendRequest) -> dict[str, Any]:
         """Runs only when no idempotency record exists. Returns (and so records) accepted and unknown
         outcomes; raises when Ocelot certainly did not take the chunk, which deletes the record."""
-        wire = SendRequest.model_validate(chunk["payload"])
         # Before the claim: a stall here (Secrets Manager, a shared backoff) must leave no claim behind.
         credentials = self._client.prepare(self._send_by)
         claim = ChunkRecord(
@@ -280,14 +302,12 @@ class SenderService:
             size=len(wire.messages),
             first_index=chunk["firstIndex"],
         )
-        # Kept only if the outcome turns out unknown: what an operator may decide to resend.
-        payload = chunk["payload"]
         earlier = self._store.claim_chunk(claim)
         if earlier is not None:
             if earlier.status is ChunkStatus.ACCEPTED:
                 return _outcome(earlier)
             reason = earlier.reason or "an earlier attempt was interrupted after it may have sent this chunk"
-            return self._finish(claim, ChunkStatus.UNKNOWN, reason=reason, payload=payload)
+            return self._finish(claim, ChunkStatus.UNKNOWN, reason=reason, payload=wire.to_wire())
         try:
             response = self._client.send(wire, self._send_by, credentials)
         except OcelotOutcomeUnknown as error:
@@ -295,7 +315,8 @@ class SenderService:
                 "chunk outcome unknown",
                 extra={"requestId": claim.request_id, "chunk": claim.index, "reason": str(error)},
             )
-            return self._finish(claim, ChunkStatus.UNKNOWN, reason=str(error), payload=payload)
+            # The request as sent is kept: what an operator may decide to resend.
+            return self._finish(claim, ChunkStatus.UNKNOWN, reason=str(error), payload=wire.to_wire())
         except (OcelotRejected, OcelotUnavailable) as error:
             self._store.finish_chunk(replace(claim, status=ChunkStatus.NOT_SENT, reason=str(error)))
             raise
@@ -307,7 +328,7 @@ class SenderService:
                 ChunkStatus.UNKNOWN,
                 batch_id=response.batch_id,
                 reason=f"accepted, but {len(ids)} ids for {len(wire.messages)} messages",
-                payload=payload,
+                payload=wire.to_wire(),
             )
         return self._finish(claim, ChunkStatus.ACCEPTED, batch_id=response.batch_id, message_ids=ids)
 
@@ -392,35 +413,19 @@ class SenderService:
                 reason=outcome.get("reason"),
             )
         )
-        records = []
         for offset, message in enumerate(chunk.messages):
-            index = chunk.first_index + offset
             message_id = ids[offset] if status is ChunkStatus.ACCEPTED else None
             progress.messages.append(
                 MessageResult(
-                    index=index,
+                    index=chunk.first_index + offset,
                     ref=message.ref,
                     to=message.to,
                     message_id=message_id,
                     status=DeliveryStatus.ACCEPTED if message_id else DeliveryStatus.UNKNOWN,
                 )
             )
-            if message_id:
-                records.append(
-                    MessageRecord(
-                        message_id=message_id,
-                        request_id=request.request_id,
-                        index=index,
-                        ref=message.ref,
-                        to=message.to,
-                        chunk_index=chunk.index,
-                        batch_id=outcome["batchId"],
-                    )
-                )
-        # Repeated on a replay on purpose: a put of the same correlation is harmless, a missing one is not.
-        self._store.put_messages(records)
-        if records:
-            metrics.add_metric(name="MessagesSent", unit=MetricUnit.Count, value=len(records))
+        if status is ChunkStatus.ACCEPTED:
+            metrics.add_metric(name="MessagesSent", unit=MetricUnit.Count, value=len(ids))
         if status is ChunkStatus.UNKNOWN:
             metrics.add_metric(name="ChunksUnknown", unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="MessagesUnknown", unit=MetricUnit.Count, value=len(chunk.messages))
@@ -478,6 +483,26 @@ def _loggable(field: str) -> str:
         part if part in _FIELD_NAMES or (part.isascii() and part.isdigit() and len(part) <= 6) else "<key>"
         for part in field.split(".")
     )
+
+
+def _message_records(request: BatchRequest, chunk: Chunk, outcome: dict[str, Any]) -> list[MessageRecord]:
+    """The correlations of an accepted chunk: Ocelot's id of each message, by position."""
+    if outcome["status"] != ChunkStatus.ACCEPTED.value:
+        return []
+    return [
+        MessageRecord(
+            message_id=message_id,
+            request_id=request.request_id,
+            index=chunk.first_index + offset,
+            ref=message.ref,
+            to=message.to,
+            chunk_index=chunk.index,
+            batch_id=outcome["batchId"],
+        )
+        for offset, (message, message_id) in enumerate(
+            zip(chunk.messages, outcome["messageIds"], strict=True)
+        )
+    ]
 
 
 def _outcome(record: ChunkRecord) -> dict[str, Any]:
