@@ -1,7 +1,7 @@
-"""POST /batches at a slow Ocelot: the API answers within its time, hands the rest to the send queue,
+"""POST /batches at a slow Ocelot: the API answers within its budget, hands the rest to the send queue,
 and the queue's Sender sends it, every chunk once.
 
-A stack of its own (the package's stack keeps the default API time): the Sender's API time is 4 s
+A stack of its own (the package's stack keeps the default API budget): the Sender's API budget is 4 s
 (`API_BUDGET_SECONDS`), an attempt may take 3 s (the local stack's 1 s to connect, 2 s to answer),
 so chunks start within the first second; the sandbox answers each send after 0.8 s (its latency
 knob), four chunks at a time.
@@ -48,7 +48,7 @@ def test_what_the_api_cannot_start_in_time_is_pending_then_sent_from_the_queue(p
     response = paced.post_batch(body)
     elapsed = time.monotonic() - started
 
-    # Then 202 within the API's time: the first chunks accepted, the others pending on the queue
+    # Then 202 within the API budget: the first chunks accepted, the others pending on the queue
     assert response.status_code == 202, response.text
     assert elapsed < API_BUDGET_S + 2.0
     answer = response.json()

@@ -213,6 +213,8 @@ def measure_sender(
         {"label": f"sender-{n}-{rep}", "size": n, "max_messages": n, "warmup": rep == 0}
         for rep in range(options.sender_reps)
     ]
+    # Its costs, not the API budget (sender_pace measures that): every chunk may start in 29 - 6 s.
+    env = {**env, "API_BUDGET_SECONDS": "29", "READ_TIMEOUT_SECONDS": "5"}
     timing = run_workload("sender", workload_spec(spec, ins, plan), tree, env, work)
     traced = run_workload(
         "sender-memory", workload_spec(spec, ins, plan[:1], tracemalloc=True), tree, env, work

@@ -365,7 +365,7 @@ class SenderService:
     def _hand_off(
         self, request: BatchRequest, progress: _Progress, chunks: Sequence[Chunk], waiting: Sequence[_Attempt]
     ) -> None:
-        """The chunks the API could not start in its time go to the send queue, as the whole request
+        """The chunks the API could not start within its budget go to the send queue, as the whole request
         (the queue's Sender skips what was sent); raises Unavailable when the queue does not take it."""
         body = queue_body(request)
         size = len(body.encode())
@@ -388,7 +388,7 @@ class SenderService:
                     index=attempt.chunk.index,
                     status=PENDING,
                     size=len(attempt.chunk.messages),
-                    reason="handed to the send queue: not started within the API's time",
+                    reason="handed to the send queue: not started within the API budget",
                 )
             )
         metrics.add_metric(name="ChunksHandedOff", unit=MetricUnit.Count, value=len(waiting))

@@ -837,13 +837,13 @@ def test_unknown_and_sent_messages_are_counted_in_metrics(
     assert counted["BatchesSubmitted"] == 1
 
 
-# ---- the API's time: 202 with what is pending on the send queue ---------------------------------------
+# ---- the API budget: 202 with what is pending on the send queue ---------------------------------------
 
 
 def test_chunks_not_started_in_the_api_s_time_are_202_pending_with_the_status_url(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot, lambda_context: FakeContext
 ) -> None:
-    # Given 1 s of API time, attempts of at most 0.9 s, chunks of 1 sent 2 at once, an Ocelot taking
+    # Given an API budget of 1 s, attempts of at most 0.9 s, chunks of 1 sent 2 at once, an Ocelot taking
     # 0.3 s, and the send queue in moto
     queue_url = aws_queue(aws)
     for name, value in {

@@ -774,12 +774,12 @@ def test_a_rate_limit_holds_every_chunk_for_the_retry_after(
     assert sorted(Counter(first_ref(r.payload) for r in server.received).values()) == [1, 1, 1, 2]
 
 
-# ---- the API's time: what cannot start is handed to the send queue --------------------------------------
+# ---- the API budget: what cannot start is handed to the send queue --------------------------------------
 
 
 @pytest.fixture
 def slow_api(wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot) -> SenderService:
-    """POST /batches with 2 s of API time, attempts of at most 1.5 s (0.5 s to connect, 1 s to answer),
+    """POST /batches with an API budget of 2 s, attempts of at most 1.5 s (0.5 s to connect, 1 s to answer),
     chunks of 1 sent 2 at once, and an Ocelot answering after 0.6 s: the first 2 chunks start at once,
     the next ones could not finish in time."""
     for name, value in {
