@@ -879,6 +879,29 @@ def test_chunks_not_started_in_the_api_s_time_are_202_pending_with_the_status_ur
     assert sorted(p["messages"][0]["externalId"] for p in ocelot.payloads) == [f"ref-{i}" for i in range(4)]
 
 
+def test_without_a_send_queue_what_the_api_cannot_start_is_503_not_sent(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot, lambda_context: FakeContext
+) -> None:
+    # Given the same slow Ocelot and short API budget, and no send queue configured
+    for name, value in {
+        "API_BUDGET_SECONDS": "1",
+        "CONNECT_TIMEOUT_SECONDS": "0.4",
+        "READ_TIMEOUT_SECONDS": "0.5",
+        "OCELOT_MAX_MESSAGES": "1",
+        "SEND_CONCURRENCY": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SEND_QUEUE_URL", raising=False)
+    ocelot.default = InFlight(0.3)
+
+    # When posted; Then 503: the chunks not started are not_sent, saying why, and sendable again
+    response = invoke(post(batch("no-queue-api", 4)), lambda_context)
+    assert response["statusCode"] == 503
+    chunks = json_body(response)["details"]["result"]["chunks"]
+    assert [c["status"] for c in chunks] == ["accepted", "accepted", "not_sent", "not_sent"]
+    assert "no send queue is configured" in chunks[2]["reason"]
+
+
 def aws_queue(aws: dict[str, Any]) -> str:
     import boto3
 

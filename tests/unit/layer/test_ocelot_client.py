@@ -735,3 +735,15 @@ def test_a_wait_past_the_deadline_is_out_of_time_before_anything_is_read_or_sent
         client.prepare(soon(4.0))
     assert len(keys.reads) == reads
     assert len(ocelot.sent) == 1
+
+
+def test_an_attempt_is_not_started_when_its_time_ran_out_after_the_credentials_were_read(
+    ocelot: FakeOcelot, keys: Keys
+) -> None:
+    # Given credentials read, and a deadline that leaves less than an attempt (1 s + 2 s) by now
+    client = HttpOcelotClient(OCELOT_URL, keys, connect_timeout=1.0, read_timeout=2.0)
+
+    # When the chunk is sent; Then nothing goes out
+    with pytest.raises(OutOfTime, match="not enough time"):
+        client.send(wire(), soon(2.0), OLD)
+    assert ocelot.sent == []

@@ -922,3 +922,46 @@ def test_the_secret_is_read_through_a_client_with_bounded_timeouts(env: dict[str
     config: Any = runtime.secrets_provider().client.meta.config
     assert (config.connect_timeout, config.read_timeout) == (2.0, 2.0)
     assert config.retries == {"mode": "standard", "total_max_attempts": 2}
+
+
+def test_a_storage_failure_while_sending_stops_the_later_chunks_and_is_raised(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given chunks of 1 sent 2 at once (the second slow), and the store failing to keep the first
+    # chunk's ids once both are in flight
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "1")
+    monkeypatch.setenv("SEND_CONCURRENCY", "2")
+    service = make_service()
+    both = threading.Barrier(2, timeout=5)
+    ocelot.then_for("ref-0", InFlight(0.0, both))
+    ocelot.then_for("ref-1", InFlight(0.2, both))
+    kept = wired.store.put_messages
+
+    def failing(records: list[Any]) -> None:
+        if records and records[0].index == 0:
+            raise RuntimeError("DynamoDB down")
+        kept(records)
+
+    monkeypatch.setattr(wired.store, "put_messages", failing)
+
+    # When 4 messages are submitted; Then the failure is raised as it is (a 500 for the handler)...
+    with pytest.raises(RuntimeError, match="DynamoDB down"):
+        service.submit(service.parse(batch("store-down", 4)), origin="sqs")
+
+    # ...and no chunk was started after it failed (the one in flight went)
+    assert sorted(first_ref(p) for p in ocelot.payloads) == [0, 1]
+
+
+def test_another_payload_is_refused_by_the_chunks_records_even_without_the_batch_record(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given a request sent, whose batch record is gone (only the chunks' idempotency records remain)
+    service.submit(service.parse(batch("no-header", 2)), origin="api")
+    wired.store.batches.clear()
+
+    # When the same requestId comes with another text; Then a conflict, and nothing more is sent
+    other = batch("no-header", 2)
+    other["messages"][0]["text"] = "another text"
+    with pytest.raises(Conflict, match="already used with a different payload"):
+        service.submit(service.parse(other), origin="api")
+    assert len(ocelot.sent) == 1
