@@ -424,6 +424,12 @@ def _fmt(value: float, unit: str) -> str:
     return formats.get(unit, "{:.4g}").format(value)
 
 
+def _sender_info(results: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The sender's cold start by path and pace rows (their own modules)."""
+    modules = (("sender-cold", sender_coldstart), ("sender-pace", sender_pace))
+    return [row for name, module in modules if name in results for row in module.info(results[name])]
+
+
 def table(results: Mapping[str, Any], checks: Sequence[Goal]) -> str:
     info: list[tuple[str, str]] = []
     if "coldstart" in results:
@@ -455,9 +461,7 @@ def table(results: Mapping[str, Any], checks: Sequence[Goal]) -> str:
                 f" / {send['cpu_per_message_us']['median']:.0f} µs",
             )
         )
-    for name, module in (("sender-cold", sender_coldstart), ("sender-pace", sender_pace)):
-        if name in results:
-            info += module.info(results[name])
+    info += _sender_info(results)
     for name in ("webhook", "sender"):
         if name in results:
             info.append(
