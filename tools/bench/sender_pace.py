@@ -63,7 +63,7 @@ def plan(reps: int) -> list[dict[str, Any]]:
                         "READ_TIMEOUT_SECONDS": None,
                     },
                     "sandbox": _slow(PARALLEL_LATENCY_S),
-                    "warmup": rep == 0 and concurrency == 1,
+                    "warmup": True,  # each setting a new container: its clients made before it is timed
                 }
             )
     steps.append(
@@ -71,6 +71,7 @@ def plan(reps: int) -> list[dict[str, Any]]:
             "label": "queue",
             "size": QUEUE_MESSAGES,
             "via": "sqs",
+            "warmup": True,
             "env": {
                 "SEND_CONCURRENCY": None,
                 "MAX_MESSAGES_PER_REQUEST": str(QUEUE_MESSAGES),
@@ -86,6 +87,7 @@ def plan(reps: int) -> list[dict[str, Any]]:
                 "label": f"cpu-{rep}",
                 "size": CPU_MESSAGES,
                 "env": CPU_ENV,
+                "warmup": True,
                 "sandbox": _slow(0.0),
             }
         )
@@ -94,6 +96,7 @@ def plan(reps: int) -> list[dict[str, Any]]:
         {
             "label": "profile",
             "size": CPU_MESSAGES,
+            "warmup": True,
             "via": "sqs",  # one thread, so slower: from the queue, the API budget never cuts it short
             "env": CPU_ENV | {"SEND_CONCURRENCY": "1"},
             "sandbox": _slow(0.0),

@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections.abc import Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -149,12 +149,10 @@ class SenderService:
         self._send_chunk_once = idempotent_function(
             data_keyword_argument="chunk", persistence_store=persistence, config=self.idempotency
         )(self._send_chunk)
-        # Kept for the container's life: its threads and their connections serve every invocation.
-        self._executor = (
-            ThreadPoolExecutor(settings.send_concurrency, thread_name_prefix="send")
-            if settings.send_concurrency > 1
-            else None
-        )
+        # Kept for the container's life: their threads and connections serve every invocation.
+        parallel = settings.send_concurrency > 1
+        self._executor = ThreadPoolExecutor(settings.send_concurrency, "send") if parallel else None
+        self._storer = ThreadPoolExecutor(settings.send_concurrency, "store") if parallel else None
         self._started = time.monotonic()
         self._deadline = self._started + 60.0
         # When every Ocelot attempt of the current request must have ended (see submit).
@@ -219,7 +217,8 @@ class SenderService:
 
     def _attempts(self, request: BatchRequest, chunks: Sequence[Chunk], digest: str) -> Generator[_Attempt]:
         """Each chunk's attempt in request order, as soon as it is known, up to send_concurrency chunks
-        being sent at once. Once one fails or runs out of time no chunk after it is started."""
+        being sent at once. Once one fails or runs out of time no chunk after it is started. The ids
+        of each accepted chunk are stored beside the sending (`_store_ids`), all before this ends."""
         failed = _FirstFailure()
 
         def attempt(chunk: Chunk) -> _Attempt:
@@ -228,10 +227,6 @@ class SenderService:
             try:
                 wire = wire_request(request, chunk.messages, self._settings)
                 outcome = self._send_chunk_once(chunk=self._chunk_data(request, chunk, digest), wire=wire)
-                # Stored by the thread that sent the chunk, so that storing never holds the others up;
-                # repeated on a replay on purpose: a put of the same correlation is harmless, a missing
-                # one is not.
-                self._store.put_messages(_message_records(request, chunk, outcome))
             except _PRECEDENCE as error:
                 failed.at(chunk.index)
                 return _Attempt(chunk, error=error)
@@ -240,17 +235,33 @@ class SenderService:
                 raise
             return _Attempt(chunk, outcome=outcome)
 
-        if self._executor is None:
-            yield from map(attempt, chunks)
+        if self._executor is None or self._storer is None:
+            for done in map(attempt, chunks):
+                self._store_ids(request, done)
+                yield done
             return
         futures = [self._executor.submit(attempt, chunk) for chunk in chunks]
+        stored: list[Future[None]] = []
         try:
             for future in futures:
-                yield future.result()
+                done = future.result()
+                stored.append(self._storer.submit(self._store_ids, request, done))
+                yield done
+            for put in stored:
+                put.result()
         finally:  # an error: start no more, and let those started end before leaving
             failed.at(-1)
-            for future in futures:
-                future.exception()
+            for sent in futures:
+                sent.exception()
+            for put in stored:
+                put.exception()
+
+    def _store_ids(self, request: BatchRequest, attempt: _Attempt) -> None:
+        """The correlations of an accepted chunk. Apart from the sending threads, so that the next chunk
+        need not wait for them; repeated on a replay on purpose: a put of the same correlation is
+        harmless, a missing one is not."""
+        if attempt.outcome is not None:
+            self._store.put_messages(_message_records(request, attempt.chunk, attempt.outcome))
 
     def submit_queued(self, body: str, queue_message_id: str) -> BatchResult | None:
         """An SQS message. Returns normally when done or permanently rejected (recorded, not retried);

@@ -924,32 +924,31 @@ def test_the_secret_is_read_through_a_client_with_bounded_timeouts(env: dict[str
     assert config.retries == {"mode": "standard", "total_max_attempts": 2}
 
 
-def test_a_storage_failure_while_sending_stops_the_later_chunks_and_is_raised(
+def test_ids_the_store_failed_to_keep_are_raised_and_kept_by_the_retry_without_a_resend(
     wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
 ) -> None:
-    # Given chunks of 1 sent 2 at once (the second slow), and the store failing to keep the first
-    # chunk's ids once both are in flight
+    # Given chunks of 1 sent 2 at once, and the store failing once to keep the first chunk's ids
     monkeypatch.setenv("OCELOT_MAX_MESSAGES", "1")
     monkeypatch.setenv("SEND_CONCURRENCY", "2")
     service = make_service()
-    both = threading.Barrier(2, timeout=5)
-    ocelot.then_for("ref-0", InFlight(0.0, both))
-    ocelot.then_for("ref-1", InFlight(0.2, both))
-    kept = wired.store.put_messages
+    kept, failures = wired.store.put_messages, [RuntimeError("DynamoDB down")]
 
-    def failing(records: list[Any]) -> None:
-        if records and records[0].index == 0:
-            raise RuntimeError("DynamoDB down")
+    def failing_once(records: list[Any]) -> None:
+        if records and records[0].index == 0 and failures:
+            raise failures.pop()
         kept(records)
 
-    monkeypatch.setattr(wired.store, "put_messages", failing)
+    monkeypatch.setattr(wired.store, "put_messages", failing_once)
+    request = service.parse(batch("store-down", 4))
 
-    # When 4 messages are submitted; Then the failure is raised as it is (a 500 for the handler)...
+    # When submitted; Then the failure is raised as it is (a 500, or the queue message back)
     with pytest.raises(RuntimeError, match="DynamoDB down"):
-        service.submit(service.parse(batch("store-down", 4)), origin="sqs")
+        service.submit(request, origin="sqs")
 
-    # ...and no chunk was started after it failed (the one in flight went)
-    assert sorted(first_ref(p) for p in ocelot.payloads) == [0, 1]
+    # And the retry sends nothing again, and every correlation is kept
+    assert service.submit(request, origin="sqs").status == "accepted"
+    assert sorted(first_ref(p) for p in ocelot.payloads) == [0, 1, 2, 3]
+    assert sorted(m.index for m in wired.store.messages.values()) == [0, 1, 2, 3]
 
 
 def test_another_payload_is_refused_by_the_chunks_records_even_without_the_batch_record(
