@@ -151,14 +151,16 @@ def _preview(api: Api, send_plan: SendPlan, show_numbers: bool, out: Console) ->
             f"{_part_name(send_plan, part)}: {views.count(len(part.messages), 'message')} to "
             f"{views.count(recipients, 'recipient')} in {views.count(outcome.chunks, 'chunk')} to Ocelot"
         )
-        preview = outcome.answer.get("preview") or []
-        if preview:
-            sample = dict(preview[0])
-            first = [dict(m) for m in sample.get("messages", [])[:1]]
+        sample = dict((outcome.answer.get("preview") or {}).get("sample") or {})
+        if sample:
+            messages = sample.get("messages") or []
+            first = [dict(m) for m in messages[:1]]
             if not show_numbers:
                 for message in first:
                     message["to"] = mask_phone(message.get("to"))
-            more = len(sample.get("messages", [])) - len(first)
+            # The sample holds a few messages; the first chunk's size says how many the request has.
+            chunks = outcome.answer.get("chunks") or [{}]
+            more = int(chunks[0].get("size") or len(messages)) - len(first)
             sample["messages"] = first + ([f"... {more} more"] if more > 0 else [])
             out.print(f"  first Ocelot request: {json.dumps(sample, ensure_ascii=False)}", soft_wrap=True)
     out.print(

@@ -4,10 +4,10 @@ them, so the view polls the status API rather than expecting them at once."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
+from time import monotonic, sleep
 from typing import Any
 
 from rich.console import Console
@@ -60,7 +60,7 @@ def follow(
 ) -> Followed:
     """Poll the send until it is finished or `timeout` seconds have passed, showing its progress: live
     on a terminal, a line per change when piped."""
-    started = time.monotonic()
+    started = monotonic()
     view: dict[str, Any] | None = None
     last_line = ""
     live = (
@@ -74,7 +74,7 @@ def follow(
                 view = api.get(f"/sends/{quoted(send_id)}", {"limit": 0})
             except NotFoundError:
                 view = None  # queued parts the Sender has not taken yet
-            waited = time.monotonic() - started
+            waited = monotonic() - started
             line = progress_line(view, waited)
             if live is not None:
                 live.update(Text(line), refresh=True)
@@ -85,4 +85,4 @@ def follow(
             if finished or waited >= timeout:
                 return Followed(view, finished, waited)
             messages = view["messageCount"] if view else 0
-            time.sleep(min(MAX_INTERVAL, max(MIN_INTERVAL, messages / 1000), max(0.0, timeout - waited)))
+            sleep(min(MAX_INTERVAL, max(MIN_INTERVAL, messages / 1000), max(0.0, timeout - waited)))

@@ -291,6 +291,9 @@ class MemoryIdempotency(BasePersistenceLayer):
         with self._lock:
             existing = self.records.get(data_record.idempotency_key)
             if existing is not None and not existing.is_expired and not _lock_expired(existing):
+                # As the DynamoDB layer does with the item its refused put returns: another payload under
+                # the same key is a validation error, not a replay.
+                self._validate_payload(data_payload=data_record, stored_data_record=existing)
                 raise IdempotencyItemAlreadyExistsError(old_data_record=existing)
             self.records[data_record.idempotency_key] = data_record
 

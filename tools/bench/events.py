@@ -169,3 +169,15 @@ def _wire(value: dict[str, Any]) -> dict[str, Any]:
     if kind == "B":
         return {"B": base64.b64encode(bytes(inner)).decode()}
     return {kind: inner}
+
+
+def sqs_event(body: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """An SQS event of one send queue message carrying `body`."""
+    record: dict[str, Any] = {
+        "messageId": message_id,
+        "receiptHandle": f"r-{message_id}",
+        "body": json.dumps(body),
+    }
+    record |= {"attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}
+    record |= {"awsRegion": "us-east-1", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:send"}
+    return {"Records": [record]}

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tools.bench import coldstart, cost, latency, report, size
+from tools.bench import coldstart, cost, latency, report, sender_coldstart, sender_pace, size
 from tools.bench.common import (
     BENCH_PYTHON,
     BUILD,
@@ -46,7 +46,7 @@ APPLIER_SIZES = (1, 10, 100, 500)
 HEADLINE = 500  # the applier's delivery the speedup, the writes and the states are measured on
 # Stream records per applier invocation when callbacks carry one event: the mapping's BatchSize.
 BATCH = int(resource("ApplierStreamMapping")["Properties"]["BatchSize"])
-SECTIONS = ("size", "coldstart", "webhook", "applier", "latency", "sender")
+SECTIONS = ("size", "coldstart", "webhook", "applier", "latency", "sender", "sender-cold", "sender-pace")
 WRITE_REQUESTS = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 
 
@@ -256,6 +256,8 @@ def measure_sender(
         {"label": f"sender-{n}-{rep}", "size": n, "max_messages": n, "warmup": rep == 0}
         for rep in range(options.sender_reps)
     ]
+    # Its costs, not the API budget (sender_pace measures that): every chunk may start in 29 - 6 s.
+    env = {**env, "API_BUDGET_SECONDS": "29", "READ_TIMEOUT_SECONDS": "5"}
     timing = run_workload("sender", workload_spec(spec, ins, plan), tree, env, work)
     traced = run_workload(
         "sender-memory", workload_spec(spec, ins, plan[:1], tracemalloc=True), tree, env, work
@@ -356,6 +358,16 @@ def _in_stand_ins(options: Options, results: dict[str, Any]) -> dict[str, int]:
             if name in options.only:
                 with _section(f"{name} ({options.latency_ms:g} ms per DynamoDB request)"):
                     results[name] = measure_one(options, tree, ins, envs[FUNCTIONS[name]], work)
+        if "sender-cold" in options.only:
+            with _section(f"sender cold start by path ({options.rounds} interleaved rounds)"):
+                results["sender-cold"] = sender_coldstart.measure(
+                    tree, envs["SenderFunction"], ins, options.rounds, work
+                )
+        if "sender-pace" in options.only:
+            with _section("sender at Ocelot's pace (parallel, queue, CPU)"):
+                results["sender-pace"] = sender_pace.run(
+                    tree, ins, envs["SenderFunction"], work, options.sender_reps
+                )
         results["memory"] = {"bare_boto3_rss_mb": bare_rss_mb(envs["WebhookFunction"])}
         return {f: ins.specs[f].memory_mb for f in FUNCTIONS.values()}
 

@@ -40,6 +40,7 @@ STREAM_POLL_SECONDS = 0.25
 # Between two attempts at a failed stream batch: doubling from the first, up to the last.
 RETRY_WAIT_SECONDS = (0.25, 4.0)
 SHARDS_REFRESH_SECONDS = 10.0
+GET_RECORDS_LIMIT = 1000  # the most records one GetRecords call returns
 
 
 class Poller:
@@ -374,15 +375,18 @@ class StreamPoller(Poller):
                 self._shards.setdefault(shard["ShardId"], _Shard(shard["ShardId"]))
             self._shards_read_at = time.monotonic()
         for shard in self._shards.values():
-            if len(shard.waiting) >= self._source.batch_size:
-                continue
-            iterator = shard.iterator or self._first_iterator(shard.shard_id)
-            answer = self._streams.get_records(ShardIterator=iterator, Limit=1000)
-            shard.iterator = answer.get("NextShardIterator")
-            records = [stream_record(r, self._stream_arn) for r in answer["Records"]]
-            passed = [r for r in records if self._source.accepts(r)]
-            shard.waiting.extend(passed)
-            self._count(records_read=len(records), records_filtered_out=len(records) - len(passed))
+            # A full page may hide more behind it: reading stops at a short page, not at a page the
+            # filter emptied, or a poll could find "nothing" with records still unread.
+            page_full = True
+            while page_full and len(shard.waiting) < self._source.batch_size:
+                iterator = shard.iterator or self._first_iterator(shard.shard_id)
+                answer = self._streams.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+                shard.iterator = answer.get("NextShardIterator")
+                records = [stream_record(r, self._stream_arn) for r in answer["Records"]]
+                passed = [r for r in records if self._source.accepts(r)]
+                shard.waiting.extend(passed)
+                self._count(records_read=len(records), records_filtered_out=len(records) - len(passed))
+                page_full = len(records) == GET_RECORDS_LIMIT
 
     def _first_iterator(self, shard_id: str) -> str:
         after = self._checkpoints.get(shard_id)

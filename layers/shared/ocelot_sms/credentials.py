@@ -10,22 +10,35 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities import parameters
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 
 class CredentialsError(RuntimeError):
     """The secret is missing or not the documented JSON shape."""
 
 
-def _load(secret_id: str, max_age: int, keys: tuple[str, ...], force_fetch: bool = False) -> dict[str, Any]:
+def _load(
+    secret_id: str,
+    max_age: int,
+    keys: tuple[str, ...],
+    force_fetch: bool = False,
+    provider: SecretsProvider | None = None,
+) -> dict[str, Any]:
+    """The secret's JSON object, through `provider` (Powertools' default one when None)."""
     if not secret_id:
         raise CredentialsError("no secret configured")
     try:
-        value: Any = parameters.get_secret(
-            secret_id, transform="json", max_age=max_age, force_fetch=force_fetch
-        )
+        if provider is None:
+            value: Any = parameters.get_secret(
+                secret_id, transform="json", max_age=max_age, force_fetch=force_fetch
+            )
+        else:
+            value = provider.get(secret_id, transform="json", max_age=max_age, force_fetch=force_fetch)
     except parameters.exceptions.TransformParameterError as error:
         raise CredentialsError(f"secret {secret_id!r} is not JSON") from error
     except parameters.exceptions.GetParameterError as error:
@@ -43,8 +56,14 @@ class OcelotCredentials:
     api_key: str
 
     @classmethod
-    def load(cls, secret_id: str, max_age: int, force_fetch: bool = False) -> OcelotCredentials:
-        value = _load(secret_id, max_age, ("chatbotId", "apiKey"), force_fetch)
+    def load(
+        cls,
+        secret_id: str,
+        max_age: int,
+        force_fetch: bool = False,
+        provider: SecretsProvider | None = None,
+    ) -> OcelotCredentials:
+        value = _load(secret_id, max_age, ("chatbotId", "apiKey"), force_fetch, provider)
         chatbot_id, api_key = _text(value.get("chatbotId")), _text(value.get("apiKey"))
         if not chatbot_id or not api_key:
             raise CredentialsError(f"secret {secret_id!r} must hold chatbotId and apiKey")

@@ -6,9 +6,12 @@ change, and the conversion happens in one place (sender.py).
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from ocelot_sms.contract import E164_PATTERN, MAX_MESSAGE_CHARS
 from ocelot_sms.delivery import DeliveryStatus
@@ -28,6 +32,31 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_PARTS = 10_000
 _SEND_FIELDS = frozenset({"send_id", "part", "parts"})
 
+# What a text may not hold: C0 and C1 control characters (but tab, newline and carriage return), and
+# the bidirectional embeddings, overrides and isolates that make a text read other than it is. (A lone
+# surrogate is no string at all to pydantic: refused already.)
+_REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(value: str) -> str:
+    found = _REFUSED.search(value)
+    if found is None:
+        return value
+    character = found.group()
+    if "\u202a" <= character <= "\u2069":
+        kind = f"a bidirectional control ({unicodedata.name(character)})"
+    else:
+        kind = "a control character (only tabs and newlines are allowed)"
+    raise PydanticCustomError(
+        "refused_character",
+        "contains {kind}, U+{code} at position {position}",
+        {"kind": kind, "code": f"{ord(character):04X}", "position": found.start()},
+    )
+
+
+# Text that reaches Ocelot and comes back in our answers as it was written.
+Printable = Annotated[str, AfterValidator(_printable)]
+
 
 class _Public(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
@@ -35,8 +64,8 @@ class _Public(BaseModel):
 
 class OutgoingMessage(_Public):
     to: PhoneNumber
-    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-    ref: str | None = Field(default=None, min_length=1, max_length=128)
+    text: Printable = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    ref: Printable | None = Field(default=None, min_length=1, max_length=128)
 
 
 class BatchRequest(_Public):
@@ -50,7 +79,7 @@ class BatchRequest(_Public):
 
     request_id: str = Field(alias="requestId", pattern=REQUEST_ID_PATTERN)
     sender: PhoneNumber | None = Field(default=None, alias="from")
-    operator_id: str | None = Field(default=None, alias="operatorId", min_length=1, max_length=128)
+    operator_id: Printable | None = Field(default=None, alias="operatorId", min_length=1, max_length=128)
     dry_run: bool = Field(default=False, alias="dryRun")
     messages: list[OutgoingMessage] = Field(min_length=1)
     # The send this batch is a part of (numbered from 1); without them, a send of its own (sendId =
@@ -149,7 +178,8 @@ class BatchResult(_Public):
     batch_ids: list[str] = Field(alias="batchIds")
     chunks: list[ChunkOutcome]
     messages: list[MessageResult]
-    preview: list[dict[str, Any]] | None = None
+    # A dry run's counts and a sample of what would be sent (sender.preview): bounded, whatever the size.
+    preview: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -11,7 +11,9 @@ from botocore.config import Config
 from ocelot_sms.settings import get_settings
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
 
     from ocelot_sms.applier import ApplierService
     from ocelot_sms.ocelot_client import HttpOcelotClient
@@ -46,6 +48,19 @@ def store() -> DynamoStore:
 
 
 @cache
+def secrets_provider() -> SecretsProvider:
+    """Powertools Parameters over a Secrets Manager client with short timeouts: a stalled read fails
+    in seconds, before anything is claimed, instead of botocore's 60 s per attempt."""
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    timeout = get_settings().secrets_timeout_seconds
+    config = Config(
+        connect_timeout=timeout, read_timeout=timeout, retries={"mode": "standard", "total_max_attempts": 2}
+    )
+    return SecretsProvider(boto3_client=boto3.client("secretsmanager", config=config))
+
+
+@cache
 def ocelot_client() -> HttpOcelotClient:
     # Imported here: the webhook never pays for requests and urllib3 at cold start.
     from ocelot_sms.credentials import OcelotCredentials
@@ -54,7 +69,9 @@ def ocelot_client() -> HttpOcelotClient:
     settings = get_settings()
 
     def credentials(force_fetch: bool) -> OcelotCredentials:
-        return OcelotCredentials.load(settings.ocelot_secret_id, settings.secret_max_age_seconds, force_fetch)
+        return OcelotCredentials.load(
+            settings.ocelot_secret_id, settings.secret_max_age_seconds, force_fetch, secrets_provider()
+        )
 
     return HttpOcelotClient(
         settings.ocelot_base_url,
@@ -63,7 +80,23 @@ def ocelot_client() -> HttpOcelotClient:
         read_timeout=settings.read_timeout_seconds,
         max_attempts=settings.max_send_attempts,
         max_retry_wait=settings.max_retry_wait_seconds,
+        concurrency=settings.send_concurrency,
     )
+
+
+class SqsSendQueue:
+    """The send queue, for the chunks POST /batches hands over (its SQS client is made on first use)."""
+
+    def __init__(self, queue_url: str) -> None:
+        self._url = queue_url
+
+    def put(self, body: str) -> None:
+        sqs_client().send_message(QueueUrl=self._url, MessageBody=body)
+
+
+@cache
+def sqs_client() -> SQSClient:
+    return boto3.client("sqs", config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}))
 
 
 @cache
@@ -76,7 +109,8 @@ def sender_service() -> SenderService:
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table_name, boto3_client=dynamodb_client()
     )
-    return SenderService(settings, store(), ocelot_client(), persistence)
+    queue = SqsSendQueue(settings.send_queue_url) if settings.send_queue_url else None
+    return SenderService(settings, store(), ocelot_client(), persistence, queue)
 
 
 @cache
@@ -114,7 +148,9 @@ def reset() -> None:
         get_settings,
         dynamodb_client,
         store,
+        secrets_provider,
         ocelot_client,
+        sqs_client,
         sender_service,
         webhook_service,
         applier_service,

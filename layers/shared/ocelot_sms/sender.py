@@ -1,4 +1,5 @@
-"""Sending a batch: validate, split into Ocelot-sized chunks, send each chunk at most once, record ids.
+"""Sending a batch: split into Ocelot-sized chunks, send up to SendConcurrency of them at once, each at
+most once, and record the ids in request order.
 
 Two guards keep a chunk from being sent twice:
 1. Powertools Idempotency, keyed on requestId + chunk index, returns the stored outcome to any
@@ -7,25 +8,34 @@ Two guards keep a chunk from being sent twice:
 2. A chunk record claimed (conditional put) before the HTTP call: if a Lambda dies mid-send, the
    idempotency lock expires, but the claim stays and the chunk is reported `unknown` rather than
    sent again.
+
+Nothing that may wait is done after the claim but the HTTP call itself: the credentials are read and
+a shared backoff waited out first (`OcelotClient.prepare`), so a claim always means "may be sent".
+On POST /batches the chunks that cannot start within API Gateway's time (`api_budget_seconds`) are
+handed to the send queue as the same request: the queue's Sender skips what was sent (guard 1).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
 )
-from pydantic import ValidationError
 
-from ocelot_sms.contract import SendMessage, SendRequest
+from ocelot_sms.batch import Chunk, parse, preview, queue_body, split, wire_request
+from ocelot_sms.contract import SendRequest
 from ocelot_sms.delivery import DeliveryStatus
 from ocelot_sms.errors import Conflict, InProgress, InvalidRequest, Rejected, Unavailable
 from ocelot_sms.models import (
@@ -35,10 +45,15 @@ from ocelot_sms.models import (
     MessageResult,
     OutgoingMessage,
     Problem,
-    problems_from,
 )
 from ocelot_sms.observability import MetricUnit, logger, metrics
-from ocelot_sms.ocelot_client import OcelotClient, OcelotOutcomeUnknown, OcelotRejected, OcelotUnavailable
+from ocelot_sms.ocelot_client import (
+    OcelotClient,
+    OcelotOutcomeUnknown,
+    OcelotRejected,
+    OcelotUnavailable,
+    OutOfTime,
+)
 from ocelot_sms.settings import Settings
 from ocelot_sms.store import (
     BatchRecord,
@@ -52,17 +67,18 @@ from ocelot_sms.store import (
 
 # How long a caller should wait before asking again about a request another invocation is sending.
 IN_PROGRESS_RETRY_AFTER = 5.0
+# A chunk's state in an answer when POST /batches handed it to the send queue: it will be sent.
+PENDING = "pending"
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    index: int
-    first_index: int
-    messages: tuple[OutgoingMessage, ...]
+class SendQueue(Protocol):
+    def put(self, body: str) -> None:
+        """One message on the send queue (raises when it was not taken)."""
+        ...
 
 
 @dataclass
@@ -71,15 +87,44 @@ class _Progress:
     messages: list[MessageResult] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """What sending one chunk came to: Ocelot's outcome (accepted or unknown), the error that ended
+    it, or neither when it was never started."""
+
+    chunk: Chunk
+    outcome: dict[str, Any] | None = None
+    error: Exception | None = None
+
+
+class _FirstFailure:
+    """The first chunk (in request order) whose sending failed, for the threads sending the others."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._index = math.inf
+
+    def at(self, index: int) -> None:
+        with self._lock:
+            self._index = min(self._index, index)
+
+    def before(self, index: int) -> bool:
+        return self._index < index
+
+
+# The error a request answers with when chunks failed in different ways: the first that applies.
+_PRECEDENCE = (
+    IdempotencyValidationError,
+    IdempotencyAlreadyInProgressError,
+    OcelotRejected,
+    OcelotUnavailable,
+)
+
+
 def request_hash(request: BatchRequest) -> str:
     """What makes two submissions "the same request" (dryRun excluded: a preview changes nothing)."""
     canonical = request.canonical()
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def split(messages: Sequence[OutgoingMessage], size: int) -> Iterator[Chunk]:
-    for index, start in enumerate(range(0, len(messages), size)):
-        yield Chunk(index=index, first_index=start, messages=tuple(messages[start : start + size]))
 
 
 class SenderService:
@@ -89,10 +134,12 @@ class SenderService:
         store: Store,
         client: OcelotClient,
         persistence: BasePersistenceLayer,
+        queue: SendQueue | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._client = client
+        self._queue = queue
         self.idempotency = IdempotencyConfig(
             event_key_jmespath="[requestId, chunkIndex]",
             payload_validation_jmespath="requestHash",
@@ -102,41 +149,34 @@ class SenderService:
         self._send_chunk_once = idempotent_function(
             data_keyword_argument="chunk", persistence_store=persistence, config=self.idempotency
         )(self._send_chunk)
-        self._deadline = time.monotonic() + 60.0
+        # Kept for the container's life: their threads and connections serve every invocation.
+        parallel = settings.send_concurrency > 1
+        self._executor = ThreadPoolExecutor(settings.send_concurrency, "send") if parallel else None
+        self._storer = ThreadPoolExecutor(settings.send_concurrency, "store") if parallel else None
+        self._started = time.monotonic()
+        self._deadline = self._started + 60.0
+        # When every Ocelot attempt of the current request must have ended (see submit).
+        self._send_by = self._deadline
 
     def register_context(self, context: LambdaContext) -> None:
         """Bound retries by the Lambda's remaining time, and let idempotency locks expire with it."""
         self.idempotency.register_lambda_context(context)
+        self._started = time.monotonic()
         remaining = context.get_remaining_time_in_millis() / 1000
-        self._deadline = time.monotonic() + remaining - self._settings.safety_margin_seconds
+        self._deadline = self._started + remaining - self._settings.safety_margin_seconds
 
     def parse(self, payload: Any) -> BatchRequest:
         """The request, or InvalidRequest with one problem per bad field."""
-        try:
-            request = BatchRequest.model_validate(
-                payload, context={"max_messages": self._settings.max_messages_per_request}
-            )
-        except ValidationError as error:
-            raise InvalidRequest(problems_from(error)) from error
-        missing = [
-            Problem(field=name, message=f"required: no default {name} is configured")
-            for name, given, default in (
-                ("from", request.sender, self._settings.default_sender),
-                ("operatorId", request.operator_id, self._settings.default_operator_id),
-            )
-            if not (given or default)
-        ]
-        if missing:
-            raise InvalidRequest(missing)
-        return request
+        return parse(payload, self._settings)
 
     def submit(self, request: BatchRequest, origin: str) -> BatchResult:
         """Send every chunk at most once. Raises Conflict, InProgress, Rejected or Unavailable (with
-        what happened to each chunk so far in `details["result"]`) when the request did not complete."""
-        chunks = list(split(request.messages, self._settings.ocelot_max_messages))
+        what happened to each chunk so far in `details["result"]`) when the request did not complete.
+        From the API (`origin="api"`), the chunks it cannot start in time are handed to the send
+        queue and reported `pending`."""
         if request.dry_run:
-            return self._preview(request, chunks)
-
+            return preview(request, self._settings)
+        chunks = list(split(request.messages, self._settings.ocelot_max_messages))
         digest = request_hash(request)
         progress = _Progress()
         try:
@@ -146,32 +186,23 @@ class SenderService:
             self._store.put_send_part(request.send_part(origin))
         except RequestConflict as error:
             raise Conflict(str(error), details=self._details(request, progress, chunks)) from error
-        for chunk in chunks:
-            try:
-                outcome = self._send_chunk_once(chunk=self._chunk_data(request, chunk, digest))
-            except IdempotencyValidationError as error:
-                raise Conflict(
-                    f"requestId {request.request_id!r} was already used with a different payload",
-                    details=self._details(request, progress, chunks),
-                ) from error
-            except IdempotencyAlreadyInProgressError as error:
-                raise InProgress(
-                    f"requestId {request.request_id!r} is being sent right now",
-                    details=self._details(request, progress, chunks),
-                    retry_after=IN_PROGRESS_RETRY_AFTER,
-                ) from error
-            except OcelotRejected as error:
-                self._record_not_sent(chunk, progress, str(error))
-                raise Rejected(str(error), details=self._details(request, progress, chunks, error)) from error
-            except OcelotUnavailable as error:
-                self._record_not_sent(chunk, progress, str(error))
-                raise Unavailable(
-                    str(error),
-                    details=self._details(request, progress, chunks, error),
-                    retry_after=error.retry_after or 1.0,
-                ) from error
-            self._record(request, chunk, outcome, progress)
-
+        budget = self._started + self._settings.api_budget_seconds if origin == "api" else self._deadline
+        self._send_by = min(self._deadline, budget)
+        waiting: list[_Attempt] = []  # never started, or out of time: pending if handed off
+        errors: list[_Attempt] = []
+        with closing(self._attempts(request, chunks, digest)) as attempts:
+            for attempt in attempts:
+                if attempt.outcome is not None:
+                    self._record(request, attempt.chunk, attempt.outcome, progress)
+                elif attempt.error is None or isinstance(attempt.error, OutOfTime):
+                    waiting.append(attempt)
+                else:
+                    errors.append(attempt)
+        if errors or (waiting and origin != "api"):
+            self._fail(request, progress, chunks, errors + waiting)
+        if waiting:
+            self._hand_off(request, progress, chunks, waiting)
+        progress.chunks.sort(key=lambda c: c.index)
         result = self._result(request, progress, chunks)
         metrics.add_metric(name="BatchesSubmitted", unit=MetricUnit.Count, value=1)
         logger.info(
@@ -184,6 +215,54 @@ class SenderService:
             },
         )
         return result
+
+    def _attempts(self, request: BatchRequest, chunks: Sequence[Chunk], digest: str) -> Generator[_Attempt]:
+        """Each chunk's attempt in request order, as soon as it is known, up to send_concurrency chunks
+        being sent at once. Once one fails or runs out of time no chunk after it is started. The ids
+        of each accepted chunk are stored beside the sending (`_store_ids`), all before this ends."""
+        failed = _FirstFailure()
+
+        def attempt(chunk: Chunk) -> _Attempt:
+            if failed.before(chunk.index):
+                return _Attempt(chunk)
+            try:
+                wire = wire_request(request, chunk.messages, self._settings)
+                outcome = self._send_chunk_once(chunk=self._chunk_data(request, chunk, digest), wire=wire)
+            except _PRECEDENCE as error:
+                failed.at(chunk.index)
+                return _Attempt(chunk, error=error)
+            except Exception:
+                failed.at(chunk.index)
+                raise
+            return _Attempt(chunk, outcome=outcome)
+
+        if self._executor is None or self._storer is None:
+            for done in map(attempt, chunks):
+                self._store_ids(request, done)
+                yield done
+            return
+        futures = [self._executor.submit(attempt, chunk) for chunk in chunks]
+        stored: list[Future[None]] = []
+        try:
+            for future in futures:
+                done = future.result()
+                stored.append(self._storer.submit(self._store_ids, request, done))
+                yield done
+            for put in stored:
+                put.result()
+        finally:  # an error: start no more, and let those started end before leaving
+            failed.at(-1)
+            for sent in futures:
+                sent.exception()
+            for put in stored:
+                put.exception()
+
+    def _store_ids(self, request: BatchRequest, attempt: _Attempt) -> None:
+        """The correlations of an accepted chunk. Apart from the sending threads, so that the next chunk
+        need not wait for them; repeated on a replay on purpose: a put of the same correlation is
+        harmless, a missing one is not."""
+        if attempt.outcome is not None:
+            self._store.put_messages(_message_records(request, attempt.chunk, attempt.outcome))
 
     def submit_queued(self, body: str, queue_message_id: str) -> BatchResult | None:
         """An SQS message. Returns normally when done or permanently rejected (recorded, not retried);
@@ -212,26 +291,22 @@ class SenderService:
 
     # ---- one chunk, at most once -----------------------------------------------------------------
 
-    def _chunk_data(self, request: BatchRequest, chunk: Chunk, digest: str) -> dict[str, Any]:
+    @staticmethod
+    def _chunk_data(request: BatchRequest, chunk: Chunk, digest: str) -> dict[str, Any]:
+        """What idempotency keys, validates and copies: the chunk's identity, not its messages (Ocelot's
+        request is passed beside it, `wire`, not copied per chunk)."""
         return {
             "requestId": request.request_id,
             "chunkIndex": chunk.index,
             "requestHash": digest,
             "firstIndex": chunk.first_index,
-            "payload": self._wire_request(request, chunk).to_wire(),
         }
 
-    def _wire_request(self, request: BatchRequest, chunk: Chunk) -> SendRequest:
-        return SendRequest(
-            sender=request.sender or self._settings.default_sender,
-            operator_id=request.operator_id or self._settings.default_operator_id,
-            messages=[SendMessage(to=m.to, text=m.text, external_id=m.ref) for m in chunk.messages],
-        )
-
-    def _send_chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+    def _send_chunk(self, chunk: dict[str, Any], wire: SendRequest) -> dict[str, Any]:
         """Runs only when no idempotency record exists. Returns (and so records) accepted and unknown
         outcomes; raises when Ocelot certainly did not take the chunk, which deletes the record."""
-        wire = SendRequest.model_validate(chunk["payload"])
+        # Before the claim: a stall here (Secrets Manager, a shared backoff) must leave no claim behind.
+        credentials = self._client.prepare(self._send_by)
         claim = ChunkRecord(
             request_id=chunk["requestId"],
             index=chunk["chunkIndex"],
@@ -239,22 +314,21 @@ class SenderService:
             size=len(wire.messages),
             first_index=chunk["firstIndex"],
         )
-        # Kept only if the outcome turns out unknown: what an operator may decide to resend.
-        payload = chunk["payload"]
         earlier = self._store.claim_chunk(claim)
         if earlier is not None:
             if earlier.status is ChunkStatus.ACCEPTED:
                 return _outcome(earlier)
             reason = earlier.reason or "an earlier attempt was interrupted after it may have sent this chunk"
-            return self._finish(claim, ChunkStatus.UNKNOWN, reason=reason, payload=payload)
+            return self._finish(claim, ChunkStatus.UNKNOWN, reason=reason, payload=wire.to_wire())
         try:
-            response = self._client.send(wire, self._deadline)
+            response = self._client.send(wire, self._send_by, credentials)
         except OcelotOutcomeUnknown as error:
             logger.warning(
                 "chunk outcome unknown",
                 extra={"requestId": claim.request_id, "chunk": claim.index, "reason": str(error)},
             )
-            return self._finish(claim, ChunkStatus.UNKNOWN, reason=str(error), payload=payload)
+            # The request as sent is kept: what an operator may decide to resend.
+            return self._finish(claim, ChunkStatus.UNKNOWN, reason=str(error), payload=wire.to_wire())
         except (OcelotRejected, OcelotUnavailable) as error:
             self._store.finish_chunk(replace(claim, status=ChunkStatus.NOT_SENT, reason=str(error)))
             raise
@@ -266,7 +340,7 @@ class SenderService:
                 ChunkStatus.UNKNOWN,
                 batch_id=response.batch_id,
                 reason=f"accepted, but {len(ids)} ids for {len(wire.messages)} messages",
-                payload=payload,
+                payload=wire.to_wire(),
             )
         return self._finish(claim, ChunkStatus.ACCEPTED, batch_id=response.batch_id, message_ids=ids)
 
@@ -274,6 +348,66 @@ class SenderService:
         record = replace(claim, status=status, **changes)
         self._store.finish_chunk(record)
         return _outcome(record)
+
+    # ---- what did not go: an error, or the send queue ------------------------------------------------
+
+    def _fail(
+        self, request: BatchRequest, progress: _Progress, chunks: Sequence[Chunk], unsent: Sequence[_Attempt]
+    ) -> None:
+        """Raise the domain error for chunks that were not sent, every one of them reported not_sent."""
+        errors = [a.error for a in unsent if a.error is not None]
+        error = next(e for kind in _PRECEDENCE for e in errors if isinstance(e, kind))
+        for attempt in unsent:
+            reason = str(attempt.error) if attempt.error else "not started: another chunk was not sent"
+            self._record_not_sent(attempt.chunk, progress, reason)
+        progress.chunks.sort(key=lambda c: c.index)
+        ocelot = error if isinstance(error, OcelotRejected | OcelotUnavailable) else None
+        details = self._details(request, progress, chunks, ocelot)
+        if isinstance(error, IdempotencyValidationError):
+            message = f"requestId {request.request_id!r} was already used with a different payload"
+            raise Conflict(message, details=details) from error
+        if isinstance(error, IdempotencyAlreadyInProgressError):
+            message = f"requestId {request.request_id!r} is being sent right now"
+            raise InProgress(message, details=details, retry_after=IN_PROGRESS_RETRY_AFTER) from error
+        if isinstance(error, OcelotRejected):
+            raise Rejected(str(error), details=details) from error
+        waits = [e.retry_after for e in errors if isinstance(e, OcelotUnavailable) and e.retry_after]
+        raise Unavailable(str(error), details=details, retry_after=max(waits, default=1.0)) from error
+
+    def _hand_off(
+        self, request: BatchRequest, progress: _Progress, chunks: Sequence[Chunk], waiting: Sequence[_Attempt]
+    ) -> None:
+        """The chunks the API could not start within its budget go to the send queue, as the whole request
+        (the queue's Sender skips what was sent); raises Unavailable when the queue does not take it."""
+        body = queue_body(request)
+        size = len(body.encode())
+        if self._queue is None:
+            refused = "no send queue is configured"
+        elif size > self._settings.send_queue_max_bytes:
+            refused = f"the request ({size} bytes) is larger than the send queue takes"
+        else:
+            try:
+                self._queue.put(body)
+                refused = ""
+            except Exception as error:  # any failure leaves them unsent, which a retry of ours sends
+                refused = f"the send queue did not take it: {type(error).__name__}"
+        if refused:
+            failed = [replace(a, error=OutOfTime(f"not started in time, and {refused}")) for a in waiting]
+            self._fail(request, progress, chunks, failed)
+        for attempt in waiting:
+            progress.chunks.append(
+                ChunkOutcome(
+                    index=attempt.chunk.index,
+                    status=PENDING,
+                    size=len(attempt.chunk.messages),
+                    reason="handed to the send queue: not started within the API budget",
+                )
+            )
+        metrics.add_metric(name="ChunksHandedOff", unit=MetricUnit.Count, value=len(waiting))
+        logger.info(
+            "chunks handed to the send queue",
+            extra={"requestId": request.request_id, "chunks": [a.chunk.index for a in waiting]},
+        )
 
     # ---- results --------------------------------------------------------------------------------
 
@@ -291,35 +425,19 @@ class SenderService:
                 reason=outcome.get("reason"),
             )
         )
-        records = []
         for offset, message in enumerate(chunk.messages):
-            index = chunk.first_index + offset
             message_id = ids[offset] if status is ChunkStatus.ACCEPTED else None
             progress.messages.append(
                 MessageResult(
-                    index=index,
+                    index=chunk.first_index + offset,
                     ref=message.ref,
                     to=message.to,
                     message_id=message_id,
                     status=DeliveryStatus.ACCEPTED if message_id else DeliveryStatus.UNKNOWN,
                 )
             )
-            if message_id:
-                records.append(
-                    MessageRecord(
-                        message_id=message_id,
-                        request_id=request.request_id,
-                        index=index,
-                        ref=message.ref,
-                        to=message.to,
-                        chunk_index=chunk.index,
-                        batch_id=outcome["batchId"],
-                    )
-                )
-        # Repeated on a replay on purpose: a put of the same correlation is harmless, a missing one is not.
-        self._store.put_messages(records)
-        if records:
-            metrics.add_metric(name="MessagesSent", unit=MetricUnit.Count, value=len(records))
+        if status is ChunkStatus.ACCEPTED:
+            metrics.add_metric(name="MessagesSent", unit=MetricUnit.Count, value=len(ids))
         if status is ChunkStatus.UNKNOWN:
             metrics.add_metric(name="ChunksUnknown", unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="MessagesUnknown", unit=MetricUnit.Count, value=len(chunk.messages))
@@ -349,6 +467,8 @@ class SenderService:
         statuses = {c.status for c in progress.chunks}
         if len(progress.chunks) < len(chunks) or ChunkStatus.NOT_SENT.value in statuses:
             overall = "incomplete"
+        elif PENDING in statuses:
+            overall = PENDING
         elif ChunkStatus.UNKNOWN.value in statuses:
             overall = "unknown"
         else:
@@ -359,17 +479,6 @@ class SenderService:
             batch_ids=[c.batch_id for c in progress.chunks if c.batch_id],
             chunks=progress.chunks,
             messages=progress.messages,
-        )
-
-    def _preview(self, request: BatchRequest, chunks: Sequence[Chunk]) -> BatchResult:
-        return BatchResult(
-            request_id=request.request_id,
-            status="dry_run",
-            dry_run=True,
-            batch_ids=[],
-            chunks=[ChunkOutcome(index=c.index, status="not_sent", size=len(c.messages)) for c in chunks],
-            messages=[],
-            preview=[self._wire_request(request, c).to_wire() for c in chunks],
         )
 
 
@@ -386,6 +495,26 @@ def _loggable(field: str) -> str:
         part if part in _FIELD_NAMES or (part.isascii() and part.isdigit() and len(part) <= 6) else "<key>"
         for part in field.split(".")
     )
+
+
+def _message_records(request: BatchRequest, chunk: Chunk, outcome: dict[str, Any]) -> list[MessageRecord]:
+    """The correlations of an accepted chunk: Ocelot's id of each message, by position."""
+    if outcome["status"] != ChunkStatus.ACCEPTED.value:
+        return []
+    return [
+        MessageRecord(
+            message_id=message_id,
+            request_id=request.request_id,
+            index=chunk.first_index + offset,
+            ref=message.ref,
+            to=message.to,
+            chunk_index=chunk.index,
+            batch_id=outcome["batchId"],
+        )
+        for offset, (message, message_id) in enumerate(
+            zip(chunk.messages, outcome["messageIds"], strict=True)
+        )
+    ]
 
 
 def _outcome(record: ChunkRecord) -> dict[str, Any]:

@@ -68,6 +68,16 @@ class Settings:
     max_retry_wait_seconds: Annotated[float, NonNegative] = 20.0
     # Keep this much of the Lambda's time for recording the outcome after the last attempt.
     safety_margin_seconds: Annotated[float, NonNegative] = 3.0
+    # Chunks one invocation sends to Ocelot at once (QueueMaximumConcurrency x this bounds the stack).
+    send_concurrency: Annotated[int, Between(1, 32)] = 4
+    # POST /batches sends only what can finish in this time after the handler starts (API Gateway
+    # answers 504 at 30 s, cold start included); the chunks it cannot start go to the send queue.
+    api_budget_seconds: Annotated[float, Between(1, 29)] = 25.0
+    send_queue_url: str = ""
+    # A request is handed to the send queue only if its body fits (SQS's default maximum, 256 KiB).
+    send_queue_max_bytes: Annotated[int, Between(1024, 1_048_576)] = 262_144
+    # Connect and read timeout of each Secrets Manager call (two attempts at most).
+    secrets_timeout_seconds: Annotated[float, Positive] = 2.0
     # At most 5 minutes, so that a rotated key applies soon.
     secret_max_age_seconds: Annotated[int, Between(0, 300)] = 300
     raw_retention_days: Annotated[int, AtLeastOne] = 30

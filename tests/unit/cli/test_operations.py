@@ -36,7 +36,7 @@ def ended_invalid(result: Result, *fragments: str) -> None:
 
 @pytest.fixture
 def unknown_chunk(target: Target, ocelot: FakeOcelot) -> dict[str, Any]:
-    ocelot.then(accept, requests.ReadTimeout("read timed out"))
+    ocelot.then_for("ref-2", requests.ReadTimeout("read timed out"))  # the second chunk
     send("rec-cli", 4)
     return {"sent": len(ocelot.sent)}
 
@@ -89,7 +89,7 @@ def taken_but_unanswered(target: Target, ocelot: FakeOcelot) -> dict[str, Any]:
         taken.update(batch=answer["batchId"], ids=[m["id"] for m in answer["messages"]])
         raise requests.ReadTimeout("read timed out")
 
-    ocelot.then(accept, taken_then_timeout)
+    ocelot.then_for("ref-2", taken_then_timeout)  # the second chunk
     send("rec-cand", 4)
     deliver(
         [
@@ -137,7 +137,7 @@ def test_attach_offers_the_stored_callbacks_as_candidates_and_attaches_on_yes(
 def test_attach_without_a_complete_candidate_says_where_to_find_the_ids(
     target: Target, ocelot: FakeOcelot
 ) -> None:
-    ocelot.then(accept, requests.ReadTimeout("read timed out"))
+    ocelot.then_for("ref-2", requests.ReadTimeout("read timed out"))  # the second chunk
     send("rec-none", 4)
     ended(
         run("reconcile", "attach", "rec-none", "1", "--yes"),

@@ -18,7 +18,7 @@ from ocelot_sms_cli.exits import Exit
 from ocelot_sms_cli.target import Target
 from tests.unit.support.cli import API, ended, queued, rows_csv, run, write_csv
 from tests.unit.support.flows import callback, deliver
-from tests.unit.support.ocelot import FakeOcelot, accept, busy, nestjs, phone
+from tests.unit.support.ocelot import FakeOcelot, busy, nestjs, phone
 
 pytestmark = pytest.mark.usefixtures("emf", "atomic_dynamodb")
 
@@ -81,7 +81,7 @@ def test_an_unknown_outcome_exits_3_and_points_to_reconcile(
     tmp_path: Path, target: Target, stack_api: list[str], ocelot: FakeOcelot
 ) -> None:
     # Given Ocelot never answers the second chunk (chunks of 2)
-    ocelot.then(accept, requests.ReadTimeout("read timed out"))
+    ocelot.then_for("ref-2", requests.ReadTimeout("read timed out"))  # the second chunk
     result = send(rows_csv(tmp_path, 4), "unsure")
     ended(result, Exit.UNKNOWN, "2 accepted, 2 with an unknown outcome (no response from Ocelot in time)")
     assert "2 message(s) of send unsure have an unknown outcome" in result.stderr
@@ -303,7 +303,7 @@ def callbacks_while_waiting(monkeypatch: pytest.MonkeyPatch) -> list[list[dict[s
         if script:
             deliver(script.pop(0), f"d-{len(script)}")
 
-    monkeypatch.setattr("ocelot_sms_cli.follow.time.sleep", pause)
+    monkeypatch.setattr("ocelot_sms_cli.follow.sleep", pause)
     return script
 
 
@@ -354,8 +354,8 @@ def test_wait_gives_up_at_the_timeout_with_exit_3(
     tmp_path: Path, target: Target, stack_api: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = iter(range(0, 10_000, 7))
-    monkeypatch.setattr("ocelot_sms_cli.follow.time.monotonic", lambda: float(next(clock)))
-    monkeypatch.setattr("ocelot_sms_cli.follow.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("ocelot_sms_cli.follow.monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("ocelot_sms_cli.follow.sleep", lambda seconds: None)
     result = send(rows_csv(tmp_path, 2), "slow", "--wait", "--timeout", "20")
     ended(result, Exit.UNKNOWN, "still waiting after 21s: 2 message(s) of send slow are not final yet")
 
@@ -364,8 +364,8 @@ def test_wait_on_the_queue_waits_for_the_sender_to_take_the_parts(
     tmp_path: Path, target: Target, stack_api: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given nothing takes the queued parts
-    monkeypatch.setattr("ocelot_sms_cli.follow.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("ocelot_sms_cli.follow.sleep", lambda seconds: None)
     clock = iter(range(0, 100, 5))
-    monkeypatch.setattr("ocelot_sms_cli.follow.time.monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("ocelot_sms_cli.follow.monotonic", lambda: float(next(clock)))
     result = send(rows_csv(tmp_path, 1), "q", "--via", "sqs", "--wait", "--timeout", "9")
     ended(result, Exit.UNKNOWN, "waiting for the Sender to take the first part", "still waiting after 10s")

@@ -19,7 +19,7 @@ from ocelot_sms_cli.exits import Exit
 from ocelot_sms_cli.target import Target
 from tests.unit.support.cli import ended, rows_csv, run
 from tests.unit.support.flows import callback, deliver, send
-from tests.unit.support.ocelot import FakeOcelot, accept, phone
+from tests.unit.support.ocelot import FakeOcelot, phone
 
 pytestmark = pytest.mark.usefixtures("emf", "atomic_dynamodb")
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("emf", "atomic_dynamodb")
 def shown_send(target: Target, stack_api: list[str], ocelot: FakeOcelot) -> dict[str, str]:
     """Send "fall" in two parts (chunks of 2): part 1 delivered and failed, part 2's second chunk timed
     out (unknown); the message ids by ref."""
-    ocelot.then(accept, accept, requests.ReadTimeout("read timed out"))
+    ocelot.then_for("ref-4", requests.ReadTimeout("read timed out"))  # part 2, chunk 1
     first = send("fall-p0001", 2, sendId="fall", part=1, parts=2)
     second = send(
         "fall-p0002",

@@ -682,12 +682,19 @@ def test_the_webhook_answers_every_hostile_request_and_keeps_every_authenticated
 
 ascii_digits = st.text(alphabet="0123456789", min_size=6, max_size=14)
 phones = st.builds(lambda first, rest: f"+{first}{rest}", st.sampled_from("123456789"), ascii_digits)
-message_texts = st.text(min_size=1, max_size=200) | st.sampled_from(
-    ["x" * 2000, "\u202e" * 2000, "\U0001f600" * 2000]
+# What a text, ref or operatorId may hold (models.Printable): no control character but tab and
+# newlines, no bidirectional embedding, override or isolate.
+SENDABLE = st.characters(
+    codec="utf-8",
+    exclude_categories=["Cc"],
+    exclude_characters="\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
+    include_characters="\t\n\r",
 )
-refs = st.text(
-    alphabet=st.characters(codec="utf-8") | st.sampled_from(ODD_CHARACTERS), min_size=1, max_size=128
+SENDABLE_ODD = tuple(c for c in ODD_CHARACTERS if c not in "\u202e\x00\x1b")
+message_texts = st.text(alphabet=SENDABLE, min_size=1, max_size=200) | st.sampled_from(
+    ["x" * 2000, "\u05d0\u200f" * 1000, "\U0001f600" * 2000]
 )
+refs = st.text(alphabet=SENDABLE | st.sampled_from(SENDABLE_ODD), min_size=1, max_size=128)
 REQUEST_ID = "<fresh>"  # replaced by a unique requestId when the case runs
 
 
@@ -710,7 +717,7 @@ def valid_batches(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         body["from"] = draw(phones)
     if draw(st.booleans()):
-        body["operatorId"] = draw(st.text(min_size=1, max_size=128))
+        body["operatorId"] = draw(st.text(alphabet=SENDABLE, min_size=1, max_size=128))
     if draw(st.integers(0, 4)) == 0:
         body["dryRun"] = draw(st.booleans())
     return body
@@ -719,14 +726,14 @@ def valid_batches(draw: st.DrawFn) -> dict[str, Any]:
 BAD_TOP_LEVEL: dict[str, tuple[Any, ...]] = {
     "requestId": ("", "bad id!", "x" * 129, "ü", 5, None, [], {}, True),
     "from": ("555-1234", "+0123456789", "+1" + "2" * 15, "15551234567", 15551234567, "+1555123456\n", "", []),
-    "operatorId": ("", "x" * 129, 5, [], {}),
+    "operatorId": ("", "x" * 129, 5, [], {}, "op\u2066erator", "op\x00"),
     "dryRun": ([], {}, "maybe", 2, 0.5, "yes please"),
     "messages": ([], "x", {}, None, 5, [None], [[]], ["+15551234567"]),
 }
 BAD_MESSAGE_FIELD: dict[str, tuple[Any, ...]] = {
     "to": ("555-1234", "", None, 15551234567, "+1 555 123 4567", "+15551234567 ", "tel:+15551234567", []),
-    "text": ("", None, 5, [], {}, "x" * 2001, "\U0001f600" * 2001),
-    "ref": ("", "r" * 129, 5, [], {}),
+    "text": ("", None, 5, [], {}, "x" * 2001, "\U0001f600" * 2001, "bell\x07", "\x85", "\u202e" * 2000),
+    "ref": ("", "r" * 129, 5, [], {}, "r\x1b[31m", "\u202dref"),
 }
 
 

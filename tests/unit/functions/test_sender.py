@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import email.utils
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from tests.unit.support.aws import EmfReader, FakeContext
 from tests.unit.support.ocelot import (
     DEFAULT_AUTH,
     FakeOcelot,
+    InFlight,
     LoopbackOcelot,
     Reply,
     Sent,
@@ -114,6 +117,9 @@ def test_a_valid_batch_is_sent_and_answered_201_with_every_id(
     assert ocelot.sent[0].authorization == DEFAULT_AUTH
     # batch header, chunk, 3 messages; the send (of its own) and its one part
     assert len(scan(dynamodb, MESSAGES)) == 1 + 1 + 3 + 2
+
+    # And where to follow the batch: GET /batches/{requestId} on the same host
+    assert body["statusUrl"] == "https://127.0.0.1:3000/batches/demo-api-0001"
 
 
 def test_a_base64_encoded_body_is_read(ocelot: FakeOcelot, lambda_context: FakeContext) -> None:
@@ -428,16 +434,16 @@ def test_503_every_time_is_503_with_retry_after_and_a_later_retry_sends(
     lambda_context: FakeContext,
     dynamodb: Any,
 ) -> None:
-    # Given Ocelot down for every attempt (MAX_SEND_ATTEMPTS=3), asking for 7 s (allowed: up to 10 s)
+    # Given Ocelot down for every attempt (MAX_SEND_ATTEMPTS=3), asking for 2 s (allowed: up to 10 s)
     monkeypatch.setenv("MAX_RETRY_WAIT_SECONDS", "10")
-    ocelot.then(busy(503, "7"), busy(503, "7"), busy(503, "7"))
+    ocelot.then(busy(503, "2"), busy(503, "2"), busy(503, "2"))
 
     # When the batch is posted
     response = invoke(load_event("api_post_batch"), lambda_context)
 
     # Then 503 with Ocelot's Retry-After, after 3 attempts; the chunk is not_sent
     assert response["statusCode"] == 503
-    assert response["headers"]["Retry-After"] == "7"
+    assert response["headers"]["Retry-After"] == "2"
     body = json_body(response)
     assert body["error"] == "unavailable"
     assert body["details"]["result"]["chunks"][0]["status"] == "not_sent"
@@ -519,12 +525,13 @@ def test_a_retry_after_over_the_limit_is_not_slept_and_passed_on(
 def test_a_retry_after_past_the_remaining_lambda_time_is_not_slept(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
 ) -> None:
-    # Given 8 s left (5 s after the safety margin), waits up to 30 s allowed, Ocelot asking for 10 s
+    # Given 25 s left (22 s after the safety margin, time for one attempt of up to 18.05 s), waits up
+    # to 30 s allowed, Ocelot asking for 10 s
     monkeypatch.setenv("MAX_RETRY_WAIT_SECONDS", "30")
     ocelot.then(busy(503, "10"), busy(503, "10"))
 
     # When the batch is posted
-    response = invoke(load_event("api_post_batch"), FakeContext(remaining_ms=8_000))
+    response = invoke(load_event("api_post_batch"), FakeContext(remaining_ms=25_000))
 
     # Then one attempt only, and 503 with the 10 s
     assert len(ocelot.sent) == 1
@@ -610,8 +617,11 @@ def test_a_dry_run_is_200_with_the_preview_and_nothing_sent_or_stored(
     assert response["statusCode"] == 200
     body = json_body(response)
     assert (body["status"], body["dryRun"]) == ("dry_run", True)
-    assert body["preview"] == [
-        {
+    assert body["preview"] == {
+        "ocelotRequests": 1,
+        "messages": 3,
+        "sampleMessages": 3,
+        "sample": {
             "phoneNumber": "+15550000000",
             "operatorId": "operator-1",
             "messages": [
@@ -627,11 +637,36 @@ def test_a_dry_run_is_200_with_the_preview_and_nothing_sent_or_stored(
                 },
                 {"to": "+15551230010", "message": "Your advisor meeting is at 10am.", "externalId": "stu-3"},
             ],
-        }
-    ]
+        },
+    }
     assert ocelot.sent == []
     assert scan(dynamodb, MESSAGES) == []
     assert scan(dynamodb, "idempotency") == []
+
+
+def test_a_dry_run_of_1000_long_non_ascii_texts_answers_far_under_lambda_s_6_mb(
+    ocelot: FakeOcelot, lambda_context: FakeContext, dynamodb: Any
+) -> None:
+    # Given 1,000 messages of 2,000 characters outside ASCII (2 MB of Cyrillic and emoji as UTF-8)
+    text = ("Запис на курс закривається в п'ятницю 📚 " * 60)[:2000]
+    body = batch("dry-big", 1000) | {"dryRun": True}
+    for message in body["messages"]:
+        message["text"] = text
+
+    # When the dry run is posted
+    response = invoke(post(body), lambda_context)
+
+    # Then 200 with the counts and a sample, in UTF-8 JSON as written (no \u escapes), small enough to
+    # leave Lambda's response limit (6 MB, counted after the runtime's own JSON encoding) far behind
+    assert response["statusCode"] == 200
+    answer = json_body(response)
+    assert answer["preview"]["ocelotRequests"] == 10
+    assert answer["preview"]["messages"] == 1000
+    assert answer["preview"]["sample"]["messages"][0]["message"] == text
+    assert len(answer["preview"]["sample"]["messages"]) == answer["preview"]["sampleMessages"] == 5
+    assert "\\u" not in response["body"]
+    assert len(json.dumps(response, ensure_ascii=False).encode()) < 100_000
+    assert ocelot.sent == []
 
 
 # ---- SQS ---------------------------------------------------------------------------------------------------
@@ -789,7 +824,7 @@ def test_unknown_and_sent_messages_are_counted_in_metrics(
     ocelot: FakeOcelot, lambda_context: FakeContext, emf: EmfReader
 ) -> None:
     # Given chunk 1 accepted and chunk 2 timing out (chunks of 100)
-    ocelot.then(accept, requests.ReadTimeout("timed out"))
+    ocelot.then_for("ref-100", requests.ReadTimeout("timed out"))
 
     # When 150 messages are posted
     response = invoke(post(batch("counted", 150)), lambda_context)
@@ -801,3 +836,167 @@ def test_unknown_and_sent_messages_are_counted_in_metrics(
     assert counted["ChunksUnknown"] == 1
     assert counted["MessagesUnknown"] == 50
     assert counted["BatchesSubmitted"] == 1
+
+
+# ---- the API budget: 202 with what is pending on the send queue ---------------------------------------
+
+
+def test_chunks_not_started_in_the_api_s_time_are_202_pending_with_the_status_url(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot, lambda_context: FakeContext
+) -> None:
+    # Given an API budget of 1 s, attempts of at most 0.9 s, chunks of 1 sent 2 at once, an Ocelot taking
+    # 0.3 s, and the send queue in moto
+    queue_url = aws_queue(aws)
+    for name, value in {
+        "API_BUDGET_SECONDS": "1",
+        "CONNECT_TIMEOUT_SECONDS": "0.4",
+        "READ_TIMEOUT_SECONDS": "0.5",
+        "OCELOT_MAX_MESSAGES": "1",
+        "SEND_CONCURRENCY": "2",
+        "SEND_QUEUE_URL": queue_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    ocelot.default = InFlight(0.3)
+    event = post(batch("pending-api", 4))
+    event["headers"]["x-forwarded-proto"] = "https"
+    event["headers"]["host"] = "abc123.execute-api.us-east-1.amazonaws.com"
+
+    # When posted
+    response = invoke(event, lambda_context)
+
+    # Then 202: two chunks accepted, two pending, and where to follow them
+    assert response["statusCode"] == 202
+    body = json_body(response)
+    assert body["status"] == "pending"
+    assert [c["status"] for c in body["chunks"]] == ["accepted", "accepted", "pending", "pending"]
+    url = "https://abc123.execute-api.us-east-1.amazonaws.com/batches/pending-api"
+    assert (body["statusUrl"], response["headers"]["Location"]) == (url, url)
+
+    # And the same request is on the send queue: handled from there, it sends the other two
+    [message] = aws["sqs"].receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    record = {"messageId": "sqs-pending", "body": message["Body"], "receiptHandle": "rh", "attributes": {}}
+    record |= {"eventSource": "aws:sqs", "messageAttributes": {}, "md5OfBody": "", "awsRegion": "us-east-1"}
+    assert invoke({"Records": [record]}, FakeContext()) == {"batchItemFailures": []}
+    assert sorted(p["messages"][0]["externalId"] for p in ocelot.payloads) == [f"ref-{i}" for i in range(4)]
+
+
+def test_without_a_send_queue_what_the_api_cannot_start_is_503_not_sent(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot, lambda_context: FakeContext
+) -> None:
+    # Given the same slow Ocelot and short API budget, and no send queue configured
+    for name, value in {
+        "API_BUDGET_SECONDS": "1",
+        "CONNECT_TIMEOUT_SECONDS": "0.4",
+        "READ_TIMEOUT_SECONDS": "0.5",
+        "OCELOT_MAX_MESSAGES": "1",
+        "SEND_CONCURRENCY": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SEND_QUEUE_URL", raising=False)
+    ocelot.default = InFlight(0.3)
+
+    # When posted; Then 503: the chunks not started are not_sent, saying why, and sendable again
+    response = invoke(post(batch("no-queue-api", 4)), lambda_context)
+    assert response["statusCode"] == 503
+    chunks = json_body(response)["details"]["result"]["chunks"]
+    assert [c["status"] for c in chunks] == ["accepted", "accepted", "not_sent", "not_sent"]
+    assert "no send queue is configured" in chunks[2]["reason"]
+
+
+def aws_queue(aws: dict[str, Any]) -> str:
+    import boto3
+
+    aws["sqs"] = boto3.client("sqs")
+    url: str = aws["sqs"].create_queue(QueueName="send-queue")["QueueUrl"]
+    return url
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "stage", "method", "status"),
+    [
+        ("/batches", "$default", "POST", 201),
+        ("/prod/batches", "prod", "POST", 201),
+        ("/batches", "$default", "GET", 404),
+        ("/batches/x", "$default", "POST", 404),
+        ("/other/batches", "$default", "POST", 404),
+    ],
+)
+def test_only_post_batches_is_served(
+    ocelot: FakeOcelot, lambda_context: FakeContext, raw_path: str, stage: str, method: str, status: int
+) -> None:
+    # Given the valid example on another path, stage or method
+    event = load_event("api_post_batch")
+    event["rawPath"] = raw_path
+    event["requestContext"]["stage"] = stage
+    event["requestContext"]["http"]["method"] = method
+
+    # When invoked; Then only POST /batches (on any stage) is served, anything else is a JSON 404
+    response = invoke(event, lambda_context)
+    assert response["statusCode"] == status
+    if status == 404:
+        assert json_body(response) == {"error": "not_found", "message": "no such route", "problems": []}
+    else:
+        prefix = "" if stage == "$default" else f"/{stage}"
+        assert json_body(response)["statusUrl"].endswith(f"127.0.0.1:3000{prefix}/batches/demo-api-0001")
+
+
+# ---- hardening ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["inf", "1e400", "99999999999999999999", "-inf", "nan"])
+def test_an_unbounded_retry_after_is_capped_never_a_crash(
+    ocelot: FakeOcelot, lambda_context: FakeContext, header: str
+) -> None:
+    # Given Ocelot answering 503 to every attempt with an absurd Retry-After
+    ocelot.default = lambda call: busy(503, header)
+
+    # When the batch is posted
+    response = invoke(load_event("api_post_batch"), lambda_context)
+
+    # Then 503 with a Retry-After of at most an hour (none for one that says nothing), never a crash
+    assert response["statusCode"] == 503
+    expected = {"-inf": "1", "nan": "1"}.get(header, "3600")
+    assert response["headers"]["Retry-After"] == expected
+    assert json_body(response)["details"]["result"]["chunks"][0]["status"] == "not_sent"
+
+
+def test_a_retry_after_given_as_an_http_date_is_passed_on_in_seconds(
+    ocelot: FakeOcelot, lambda_context: FakeContext
+) -> None:
+    # Given Ocelot asking to come back at a time 40 s from now (longer than the Sender waits)
+    when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=40), usegmt=True)
+    ocelot.default = lambda call: busy(429, when)
+
+    # When the batch is posted; Then 503 asking the caller for those 40 s
+    response = invoke(load_event("api_post_batch"), lambda_context)
+    assert response["statusCode"] == 503
+    assert 38 <= int(response["headers"]["Retry-After"]) <= 41
+    assert len(ocelot.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "Registration closes\x07 Friday",
+            "control character (only tabs and newlines are allowed), U+0007 at position 19",
+        ),
+        ("Pay \u202e0001$ now", "bidirectional control (RIGHT-TO-LEFT OVERRIDE), U+202E at position 4"),
+        ("isolate \u2066x\u2069", "bidirectional control (LEFT-TO-RIGHT ISOLATE), U+2066 at position 8"),
+        ("C1 \x9b[31m", "control character (only tabs and newlines are allowed), U+009B at position 3"),
+    ],
+    ids=["bell", "rlo", "isolate", "c1-csi"],
+)
+def test_a_text_with_control_or_bidirectional_characters_is_422_for_its_message(
+    ocelot: FakeOcelot, lambda_context: FakeContext, text: str, says: str
+) -> None:
+    # Given a batch whose second text holds the character, the others tabs and newlines
+    body = batch("controls", 3)
+    body["messages"][0]["text"] = "Line one\nLine two\r\n\tindented"
+    body["messages"][1]["text"] = text
+
+    # When posted; Then 422 naming that message's text and the character, and nothing sent
+    response = invoke(post(body), lambda_context)
+    assert response["statusCode"] == 422
+    assert json_body(response)["problems"] == [{"field": "messages.1.text", "message": f"contains a {says}"}]
+    assert ocelot.sent == []

@@ -23,7 +23,7 @@ from ocelot_sms.status import MAX_PAGE, encode_cursor
 from ocelot_sms.store.codec import EVENT_PAYLOAD_MAX
 from tests.unit.support.aws import DynamoFaults, FakeContext
 from tests.unit.support.flows import api_get, callback, deliver, indexes, send, walk_pages, with_method
-from tests.unit.support.ocelot import DynamoCalls, FakeOcelot, accept, guard_network, ocelot_mock, phone
+from tests.unit.support.ocelot import DynamoCalls, FakeOcelot, guard_network, ocelot_mock, phone
 
 pytestmark = pytest.mark.usefixtures("emf", "atomic_dynamodb")
 
@@ -66,7 +66,7 @@ class Seeded:
 def seeded(ocelot: FakeOcelot) -> Seeded:
     """7 messages in 3 chunks: chunk 1 timed out (unknown). Callbacks: #0 delivered, #1 sent (after
     queued), #2 failed, #6 none yet."""
-    ocelot.then(accept, requests.ReadTimeout("read timed out"), accept)
+    ocelot.then_for("ref-3", requests.ReadTimeout("read timed out"))
     result = send("status-1", 7)
     ids = {m.index: m.message_id for m in result.messages if m.message_id}
     assert sorted(ids) == [0, 1, 2, 6]
@@ -284,9 +284,11 @@ def test_a_percent_encoded_request_id_is_found(ocelot: FakeOcelot, lambda_contex
 
 
 def test_a_batch_whose_chunks_were_never_sent_counts_them_as_their_chunk_status(
-    ocelot: FakeOcelot, lambda_context: FakeContext
+    ocelot: FakeOcelot, lambda_context: FakeContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given Ocelot refusing the first chunk (4xx): nothing sent, the chunk recorded not_sent
+    # Given chunks sent one after another, and Ocelot refusing the first (4xx): nothing sent, the chunk
+    # recorded not_sent, the next never tried
+    monkeypatch.setenv("SEND_CONCURRENCY", "1")
     ocelot.then((400, {}, {"statusCode": 400, "message": ["bad"], "error": "Bad Request"}))
     with pytest.raises(Rejected, match="rejected"):
         send("refused", 4)

@@ -21,11 +21,28 @@ from tests.unit.support.ocelot import FakeOcelot, guard_network, ocelot_mock
 
 
 @dataclass
+class MemoryQueue:
+    """The send queue: the bodies put on it, or `refuse` raised instead."""
+
+    bodies: list[str] = field(default_factory=list)
+    refuse: Exception | None = None
+
+    def put(self, body: str) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.bodies.append(body)
+
+
+@dataclass
 class Wired:
     store: MemoryStore = field(default_factory=MemoryStore)
     idempotency: MemoryIdempotency = field(default_factory=MemoryIdempotency)
+    queue: MemoryQueue = field(default_factory=MemoryQueue)
     # What the Ocelot secret holds now: a test may change it, as an operator rotating the key would.
     ocelot_secret: dict[str, str] = field(default_factory=lambda: dict(OCELOT_CREDENTIALS))
+    # How many times the secret was read (a test may make reading it fail by setting `secret_error`).
+    secret_reads: int = 0
+    secret_error: BaseException | None = None
 
 
 @pytest.fixture
@@ -34,11 +51,20 @@ def wired(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire
     runtime.reset()
 
     def sender_service() -> SenderService:
-        return SenderService(get_settings(), wiring.store, runtime.ocelot_client(), wiring.idempotency)
+        return SenderService(
+            get_settings(), wiring.store, runtime.ocelot_client(), wiring.idempotency, wiring.queue
+        )
 
     def ocelot_credentials(
-        cls: type[OcelotCredentials], secret_id: str, max_age: int, force_fetch: bool = False
+        cls: type[OcelotCredentials],
+        secret_id: str,
+        max_age: int,
+        force_fetch: bool = False,
+        provider: Any = None,
     ) -> OcelotCredentials:
+        wiring.secret_reads += 1
+        if wiring.secret_error is not None:
+            raise wiring.secret_error
         return cls(wiring.ocelot_secret["chatbotId"], wiring.ocelot_secret["apiKey"])
 
     def webhook_credentials(cls: type[WebhookCredentials], *_: Any) -> WebhookCredentials:

@@ -6,24 +6,31 @@ needed to show urllib3's own behaviour (sleeping for Retry-After, refused connec
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import requests
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ProtocolError
 from urllib3.response import HTTPResponse
+from urllib3.util.retry import Retry
 
 from ocelot_sms.contract import SEND_PATH, SendRequest
 from ocelot_sms.credentials import CredentialsError, OcelotCredentials
 from ocelot_sms.ocelot_client import (
+    RETRY_AFTER_CAP_SECONDS,
     DeadlineRetry,
     HttpOcelotClient,
     OcelotOutcomeUnknown,
     OcelotRejected,
     OcelotUnavailable,
+    OutOfTime,
+    parse_retry_after,
 )
 from tests.unit.support.aws import OCELOT_URL
 from tests.unit.support.ocelot import (
@@ -33,6 +40,7 @@ from tests.unit.support.ocelot import (
     Hang,
     LoopbackOcelot,
     basic_auth,
+    busy,
     closed_port,
     guard_network,
     nestjs,
@@ -255,8 +263,10 @@ def test_a_retry_after_longer_than_the_longest_wait_is_not_waited_for(
 
 
 def test_a_retry_after_past_the_deadline_is_not_waited_for(ocelot: FakeOcelot, keys: Keys) -> None:
-    # Given a generous wait limit but only 5 s left, and Ocelot asking for 10 s
-    client = HttpOcelotClient(OCELOT_URL, keys, connect_timeout=1.0, max_attempts=3, max_retry_wait=30.0)
+    # Given a generous wait limit but only 5 s left (an attempt may take 3 s), and Ocelot asking for 10 s
+    client = HttpOcelotClient(
+        OCELOT_URL, keys, connect_timeout=1.0, read_timeout=2.0, max_attempts=3, max_retry_wait=30.0
+    )
     ocelot.then((503, {"Retry-After": "10"}, ""), (200, {}, "unused"))
 
     # When a chunk is sent
@@ -491,8 +501,8 @@ def retry_response(retry_after: str | None) -> HTTPResponse:
     return HTTPResponse(body=b"", headers=headers, status=503, preload_content=False)
 
 
-def deadline_retry(deadline: float | None, **kwargs: object) -> DeadlineRetry:
-    settings: dict[str, object] = {
+def deadline_retry(deadline: float | None, **kwargs: Any) -> DeadlineRetry:
+    settings: dict[str, Any] = {
         "total": 3,
         "connect": 3,
         "read": False,
@@ -591,10 +601,22 @@ def test_a_request_that_reached_a_real_server_is_never_sent_twice(keys: Keys, st
     assert len(server.received) == 1
 
 
-def test_waiting_for_an_answer_never_runs_past_the_deadline(keys: Keys) -> None:
-    # Given a generous read timeout (30 s) but a deadline 4 s away, and a server that never answers
+def test_an_attempt_that_could_not_wait_for_its_whole_answer_is_not_started(
+    ocelot: FakeOcelot, keys: Keys
+) -> None:
+    # Given a read timeout of 30 s and a deadline 4 s away
+    client = HttpOcelotClient(OCELOT_URL, keys, connect_timeout=1.0, read_timeout=30.0)
+
+    # When a chunk is sent; Then nothing goes out: cut short, the answer would be an unknown outcome
+    with pytest.raises(OutOfTime, match="not enough time"):
+        client.send(wire(), soon(4.0))
+    assert ocelot.sent == []
+
+
+def test_an_answer_that_never_comes_is_unknown_after_the_read_timeout(keys: Keys) -> None:
+    # Given a server that reads the request and never answers, a read timeout of 2 s and time for it
     with ocelot_mock(), LoopbackOcelot(Hang(10.0)) as server:
-        client = HttpOcelotClient(server.base_url, keys, connect_timeout=1.0, read_timeout=30.0)
+        client = HttpOcelotClient(server.base_url, keys, connect_timeout=1.0, read_timeout=2.0)
         started = time.monotonic()
 
         # When a chunk is sent
@@ -602,6 +624,126 @@ def test_waiting_for_an_answer_never_runs_past_the_deadline(keys: Keys) -> None:
             client.send(wire(), soon(4.0))
         elapsed = time.monotonic() - started
 
-    # Then it gave up by the deadline (the Lambda still has time to record the unknown outcome)
-    assert 3.5 <= elapsed < 8.0
+    # Then it gave up after the read timeout, within the deadline, and sent once
+    assert 1.5 <= elapsed < 4.0
     assert len(server.received) == 1
+
+
+# ---- Retry-After, read bounded --------------------------------------------------------------------
+
+
+NOW = datetime(2026, 11, 26, 16, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        (" 12 ", 12.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("-3", 0.0),
+        ("inf", RETRY_AFTER_CAP_SECONDS),
+        ("1e400", RETRY_AFTER_CAP_SECONDS),
+        ("99999999999999999999", RETRY_AFTER_CAP_SECONDS),
+        ("9" * 5000, RETRY_AFTER_CAP_SECONDS),
+        ("Thu, 26 Nov 2026 16:00:30 GMT", 30.0),
+        ("Thu, 26 Nov 2026 15:59:00 GMT", 0.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", RETRY_AFTER_CAP_SECONDS),
+        ("nan", None),
+        ("soon", None),
+        ("", None),
+        ("\u0663", None),  # an Arabic-Indic three: float() reads it, HTTP does not
+        ("Thu, 99 Nov 2026 16:00:30 GMT", None),
+    ],
+)
+def test_a_retry_after_is_read_bounded_and_never_raises(header: str, seconds: float | None) -> None:
+    # When Ocelot's Retry-After is read; Then seconds between 0 and the cap, or None when it says nothing
+    assert parse_retry_after(header, NOW) == seconds
+
+
+@pytest.mark.parametrize("header", ["inf", "1e400", "99999999999999999999"])
+def test_an_absurd_retry_after_is_handed_on_capped(
+    ocelot: FakeOcelot, client: HttpOcelotClient, header: str
+) -> None:
+    # Given 429s asking for ever; When a chunk is sent; Then unavailable after one attempt, an hour asked
+    ocelot.then(*[(429, {"Retry-After": header}, "")] * 3)
+    with pytest.raises(OcelotUnavailable) as caught:
+        client.send(wire(), soon())
+    assert caught.value.retry_after == RETRY_AFTER_CAP_SECONDS
+    assert len(ocelot.sent) == 1
+
+
+# ---- concurrent sends -----------------------------------------------------------------------------
+
+
+def test_each_thread_sends_with_the_retries_it_set(keys: Keys) -> None:
+    # Given the client's adapter, and two threads each setting a Retry of its own
+    client = HttpOcelotClient(OCELOT_URL, keys)
+    adapter: Any = client.session.get_adapter(OCELOT_URL)
+    seen: dict[str, int] = {}
+    both_set = threading.Barrier(2, timeout=5)
+
+    def send_as(name: str, total: int) -> None:
+        adapter.max_retries = Retry(total=total)
+        both_set.wait()
+        seen[name] = adapter.max_retries.total
+
+    # When both set theirs before either reads it back
+    threads = [threading.Thread(target=send_as, args=(name, n)) for name, n in (("a", 1), ("b", 5))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Then each reads its own: one call's deadline never becomes another's
+    assert seen == {"a": 1, "b": 5}
+
+
+def test_a_429_holds_a_concurrent_send_for_its_retry_after(keys: Keys) -> None:
+    # Given a real Ocelot answering the first request 429 with Retry-After: 1
+    with ocelot_mock(), LoopbackOcelot(busy(429, "1")) as server:
+        client = HttpOcelotClient(server.base_url, keys, max_retry_wait=2.0)
+        first = threading.Thread(target=client.send, args=(wire(), soon()))
+        first.start()
+        while not server.received:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the 429 is answered
+
+        # When another chunk is prepared and sent meanwhile
+        credentials = client.prepare(soon())
+        client.send(wire(), soon(), credentials)
+        first.join()
+
+    # Then it waited for the second Ocelot asked for, like the retry of the limited one
+    assert len(server.received) == 3
+    assert all(later.at - server.received[0].at >= 0.9 for later in server.received[1:])
+
+
+def test_a_wait_past_the_deadline_is_out_of_time_before_anything_is_read_or_sent(
+    ocelot: FakeOcelot, keys: Keys
+) -> None:
+    # Given a 503 asking for 2 s to one send, and another chunk with 4 s left and attempts of 3 s
+    client = HttpOcelotClient(OCELOT_URL, keys, connect_timeout=1.0, read_timeout=2.0, max_retry_wait=2.0)
+    ocelot.then(*[(503, {"Retry-After": "2"}, "")] * 3)
+    with pytest.raises(OcelotUnavailable):
+        client.send(wire(), soon(4.0))
+    reads = len(keys.reads)
+
+    # When the other chunk is prepared; Then it is out of time at once, the secret not even read
+    with pytest.raises(OutOfTime, match="Ocelot asked to wait"):
+        client.prepare(soon(4.0))
+    assert len(keys.reads) == reads
+    assert len(ocelot.sent) == 1
+
+
+def test_an_attempt_is_not_started_when_its_time_ran_out_after_the_credentials_were_read(
+    ocelot: FakeOcelot, keys: Keys
+) -> None:
+    # Given credentials read, and a deadline that leaves less than an attempt (1 s + 2 s) by now
+    client = HttpOcelotClient(OCELOT_URL, keys, connect_timeout=1.0, read_timeout=2.0)
+
+    # When the chunk is sent; Then nothing goes out
+    with pytest.raises(OutOfTime, match="not enough time"):
+        client.send(wire(), soon(2.0), OLD)
+    assert ocelot.sent == []

@@ -20,7 +20,7 @@ from ocelot_sms.status import StatusService
 from ocelot_sms.store import INTERRUPTED_REASON, ChunkRecord, ChunkStatus
 from tests.unit.layer.conftest import Wired
 from tests.unit.support.flows import callback, deliver, send
-from tests.unit.support.ocelot import FakeOcelot, accept, accepted, phone
+from tests.unit.support.ocelot import FakeOcelot, accepted, phone
 
 pytestmark = pytest.mark.usefixtures("emf")
 
@@ -31,10 +31,11 @@ TIMEOUT = requests.ReadTimeout("read timed out")
 def unknown(ocelot: FakeOcelot, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """rec-1: chunk 0 accepted; chunk 1 (messages 2 and 3) sent, then Ocelot's answer timed out."""
     monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
-    ocelot.then(accept, TIMEOUT)
+    ocelot.then_for("ref-2", TIMEOUT)
     result = send("rec-1", 4)
     assert [c.status for c in result.chunks] == ["accepted", "unknown"]
-    return {"payload": ocelot.sent[1].payload, "sent": len(ocelot.sent)}
+    [payload] = [call.payload for call in ocelot.sent if call.payload["messages"][0]["externalId"] == "ref-2"]
+    return {"payload": payload, "sent": len(ocelot.sent)}
 
 
 def the_chunk(wired: Wired, index: int = 1) -> ChunkRecord:

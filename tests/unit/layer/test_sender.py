@@ -7,6 +7,9 @@ idempotency records, with the real HTTP client and `responses` standing in for O
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -22,13 +25,15 @@ from tests.unit.layer.conftest import Wired
 from tests.unit.support.aws import EmfReader, FakeContext
 from tests.unit.support.ocelot import (
     FakeOcelot,
+    InFlight,
+    LoopbackOcelot,
     Reply,
     Sent,
-    accept,
     accepted,
     batch,
     busy,
     nestjs,
+    ocelot_mock,
     outgoing,
     phone,
 )
@@ -52,6 +57,15 @@ def chunk(wired: Wired, request_id: str, index: int) -> ChunkRecord:
     found = wired.store.get_chunk(request_id, index)
     assert found is not None
     return found
+
+
+def first_ref(payload: dict[str, Any]) -> int:
+    return int(payload["messages"][0]["externalId"].removeprefix("ref-"))
+
+
+def in_request_order(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ocelot's requests by the position of their first message (chunks go out concurrently)."""
+    return sorted(payloads, key=first_ref)
 
 
 def result_of(error: DomainError) -> dict[str, Any]:
@@ -132,21 +146,21 @@ def test_250_messages_go_as_3_chunks_in_order_and_every_id_is_stored(
     # Given OCELOT_MAX_MESSAGES=100; When a request of 250 messages is submitted
     result = service.submit(service.parse(batch("big-1", 250)), origin="api")
 
-    # Then exactly 3 POSTs of 100/100/50 messages went, in request order
-    assert [len(p["messages"]) for p in ocelot.payloads] == [100, 100, 50]
-    assert [m["externalId"] for p in ocelot.payloads for m in p["messages"]] == [
-        f"ref-{i}" for i in range(250)
-    ]
-    assert all((p["phoneNumber"], p["operatorId"]) == ("+15550000000", "operator-1") for p in ocelot.payloads)
+    # Then exactly 3 POSTs of 100/100/50 messages went, each of consecutive messages
+    payloads = in_request_order(ocelot.payloads)
+    assert [len(p["messages"]) for p in payloads] == [100, 100, 50]
+    assert [m["externalId"] for p in payloads for m in p["messages"]] == [f"ref-{i}" for i in range(250)]
+    assert all((p["phoneNumber"], p["operatorId"]) == ("+15550000000", "operator-1") for p in payloads)
 
     # And each message got the id Ocelot returned at its position in its chunk
-    returned = [m["id"] for call in ocelot.sent for m in call.body["messages"]]
+    calls = sorted(ocelot.sent, key=lambda call: first_ref(call.payload))
+    returned = [m["id"] for call in calls for m in call.body["messages"]]
     assert [(m.index, m.ref, m.to, m.message_id) for m in result.messages] == [
         (i, f"ref-{i}", phone(i), returned[i]) for i in range(250)
     ]
     assert {m.status.value for m in result.messages} == {"accepted"}
     assert result.status == "accepted"
-    assert result.batch_ids == [call.body["batchId"] for call in ocelot.sent]
+    assert result.batch_ids == [call.body["batchId"] for call in calls]
     assert [(c.index, c.status, c.size) for c in result.chunks] == [
         (0, "accepted", 100),
         (1, "accepted", 100),
@@ -180,7 +194,7 @@ def test_the_chunk_size_is_configurable(
 
     # When 5 messages are sent; Then they go as 2/2/1
     result = service.submit(service.parse(batch("small-chunks", 5)), origin="api")
-    assert [len(p["messages"]) for p in ocelot.payloads] == [2, 2, 1]
+    assert [len(p["messages"]) for p in in_request_order(ocelot.payloads)] == [2, 2, 1]
     assert [m.index for m in result.messages] == [0, 1, 2, 3, 4]
 
 
@@ -338,7 +352,7 @@ def test_an_unknown_chunk_does_not_stop_the_next_chunks(
     # Given chunks of 2, and a timeout on the second chunk only
     monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
     service = make_service()
-    ocelot.then(accept, requests.ReadTimeout("timed out"))
+    ocelot.then_for("ref-2", requests.ReadTimeout("timed out"))
 
     # When 5 messages are submitted
     result = service.submit(service.parse(batch("middle", 5)), origin="api")
@@ -464,7 +478,7 @@ def test_after_a_partial_failure_a_retry_sends_only_the_chunks_not_taken(
     # Given chunks of 2: the first accepted, the second refused with 503 three times
     monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
     service = make_service()
-    ocelot.then(accept, busy(), busy(), busy())
+    ocelot.then_for("ref-2", busy(), busy(), busy())
     request = service.parse(batch("partial", 4))
 
     # When submitted; Then the result shows what happened to each chunk so far
@@ -476,13 +490,7 @@ def test_after_a_partial_failure_a_retry_sends_only_the_chunks_not_taken(
 
     # When retried; Then only the second chunk went again
     retried = service.submit(request, origin="sqs")
-    assert [p["messages"][0]["externalId"] for p in ocelot.payloads] == [
-        "ref-0",
-        "ref-2",
-        "ref-2",
-        "ref-2",
-        "ref-2",
-    ]
+    assert Counter(first_ref(p) for p in ocelot.payloads) == {0: 1, 2: 4}
     assert retried.status == "accepted"
     assert [c.status for c in retried.chunks] == ["accepted", "accepted"]
 
@@ -490,14 +498,15 @@ def test_after_a_partial_failure_a_retry_sends_only_the_chunks_not_taken(
 def test_a_retry_after_past_the_lambda_s_remaining_time_is_not_waited_for(
     wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
 ) -> None:
-    # Given waits of up to 30 s allowed, but only 8 s left (5 s after the 3 s safety margin)
+    # Given waits of up to 30 s allowed, 22 s left after the 3 s safety margin, and an attempt that
+    # may take 18.05 s (3.05 s to connect, 15 s to answer)
     monkeypatch.setenv("MAX_RETRY_WAIT_SECONDS", "30")
-    service = make_service(remaining_ms=8_000)
+    service = make_service(remaining_ms=25_000)
     ocelot.then(busy(503, "10"))
 
     # When Ocelot asks for 10 s; Then no second attempt is made, and the 10 s are handed on
     with pytest.raises(Unavailable) as caught:
-        service.submit(service.parse(batch("late", 1)), origin="api")
+        service.submit(service.parse(batch("late", 1)), origin="sqs")
     assert len(ocelot.sent) == 1
     assert caught.value.retry_after == 10.0
 
@@ -505,25 +514,28 @@ def test_a_retry_after_past_the_lambda_s_remaining_time_is_not_waited_for(
 def test_the_same_retry_after_is_retried_when_the_lambda_has_time(
     wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
 ) -> None:
-    # Given the same answer but a minute left (responses does not really sleep)
+    # Given the same answer but a minute left, from the queue (responses does not really sleep)
     monkeypatch.setenv("MAX_RETRY_WAIT_SECONDS", "30")
     service = make_service(remaining_ms=60_000)
     ocelot.then(busy(503, "10"))
 
     # When submitted; Then it is retried and accepted
-    assert service.submit(service.parse(batch("in-time", 1)), origin="api").status == "accepted"
+    assert service.submit(service.parse(batch("in-time", 1)), origin="sqs").status == "accepted"
     assert len(ocelot.sent) == 2
 
 
 def test_with_no_time_left_nothing_is_sent(ocelot: FakeOcelot, wired: Wired) -> None:
-    # Given 5 s left: after the 3 s safety margin, less than a connection may take (3.05 s)
-    service = make_service(remaining_ms=5_000)
+    # Given 20 s left: after the 3 s safety margin, less than an attempt may take (18.05 s)
+    service = make_service(remaining_ms=20_000)
 
-    # When submitted; Then it is unavailable without any call, and the chunk is not_sent
-    with pytest.raises(Unavailable):
+    # When submitted from the queue
+    with pytest.raises(Unavailable) as caught:
         service.submit(service.parse(batch("no-time", 1)), origin="sqs")
+
+    # Then it is unavailable without any call, reported not_sent, and nothing was claimed
     assert ocelot.sent == []
-    assert chunk(wired, "no-time", 0).status is ChunkStatus.NOT_SENT
+    assert [c["status"] for c in result_of(caught.value)["chunks"]] == ["not_sent"]
+    assert wired.store.get_chunk("no-time", 0) is None
 
 
 def test_a_secret_that_cannot_be_read_sends_nothing_and_can_be_fixed(
@@ -533,11 +545,12 @@ def test_a_secret_that_cannot_be_read_sends_nothing_and_can_be_fixed(
     del wired.ocelot_secret["apiKey"]
     request = service.parse(batch("no-key", 1))
 
-    # When submitted; Then nothing was sent, and the chunk is not_sent (not left "sending")
-    with pytest.raises(Unavailable):
+    # When submitted; Then nothing was sent, the chunk is not_sent, and nothing was claimed
+    with pytest.raises(Unavailable) as caught:
         service.submit(request, origin="sqs")
     assert ocelot.sent == []
-    assert chunk(wired, "no-key", 0).status is ChunkStatus.NOT_SENT
+    assert [c["status"] for c in result_of(caught.value)["chunks"]] == ["not_sent"]
+    assert wired.store.get_chunk("no-key", 0) is None
 
     # And once the secret is fixed, the retry sends
     wired.ocelot_secret["apiKey"] = "api-key-secret-value"
@@ -586,10 +599,10 @@ def test_a_dry_run_previews_the_payloads_and_sends_and_stores_nothing(
     # When submitted
     result = service.submit(service.parse(batch("preview", 3, dryRun=True)), origin="api")
 
-    # Then the preview is exactly what would be sent, chunk by chunk
-    wire = [{"to": phone(i), "message": outgoing(i)["text"], "externalId": f"ref-{i}"} for i in range(3)]
-    common = {"phoneNumber": "+15550000000", "operatorId": "operator-1"}
-    assert result.preview == [{**common, "messages": wire[:2]}, {**common, "messages": wire[2:]}]
+    # Then the preview counts the Ocelot requests and shows the first exactly as it would be sent
+    wire = [{"to": phone(i), "message": outgoing(i)["text"], "externalId": f"ref-{i}"} for i in range(2)]
+    sample = {"phoneNumber": "+15550000000", "operatorId": "operator-1", "messages": wire}
+    assert result.preview == {"ocelotRequests": 2, "messages": 3, "sampleMessages": 2, "sample": sample}
     assert (result.status, result.dry_run, result.messages) == ("dry_run", True, [])
     assert [(c.status, c.size) for c in result.chunks] == [("not_sent", 2), ("not_sent", 1)]
 
@@ -685,3 +698,310 @@ def test_a_rejected_queue_message_is_logged_without_the_keys_it_made_up(
     rejection = wired.store.rejections["sqs-keys"]
     assert rejection.body == body
     assert "messages.0.+15559876543" in [p["field"] for p in rejection.problems]
+
+
+# ---- chunks in parallel ---------------------------------------------------------------------------------
+
+
+def test_send_concurrency_chunks_are_sent_at_once(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given SEND_CONCURRENCY=4, and an Ocelot that answers none of the first 4 requests until all 4
+    # have arrived (one after another, the first would wait for ever: the barrier breaks in 5 s)
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
+    monkeypatch.setenv("SEND_CONCURRENCY", "4")
+    service = make_service()
+    ocelot.default = InFlight(0.0, threading.Barrier(4, timeout=5))
+
+    # When 8 messages (4 chunks) are submitted; Then all 4 went at once and were accepted
+    result = service.submit(service.parse(batch("together", 8)), origin="api")
+    assert [c.status for c in result.chunks] == ["accepted"] * 4
+
+
+def test_never_more_than_send_concurrency_chunks_are_in_flight(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given SEND_CONCURRENCY=3 and an Ocelot taking 50 ms per request
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "1")
+    monkeypatch.setenv("SEND_CONCURRENCY", "3")
+    service = make_service()
+    ocelot.default = timing = InFlight(0.05)
+
+    # When 10 chunks are submitted; Then 3 at most were sent at once, every one once
+    result = service.submit(service.parse(batch("bounded", 10)), origin="api")
+    assert timing.most == 3
+    assert sorted(first_ref(p) for p in ocelot.payloads) == list(range(10))
+    assert result.status == "accepted"
+
+
+def test_results_are_in_request_order_whatever_order_ocelot_answers_in(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given chunks of 2, and Ocelot answering the first chunk last
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
+    service = make_service()
+
+    def first_is_slow(call: Sent) -> Reply:
+        time.sleep(0.3 if first_ref(call.payload) == 0 else 0.0)
+        return 200, {}, accepted(call.payload)
+
+    ocelot.default = first_is_slow
+
+    # When 6 messages are submitted
+    result = service.submit(service.parse(batch("in-order", 6)), origin="api")
+
+    # Then chunks and messages are in request order, and every correlation is stored
+    assert [c.index for c in result.chunks] == [0, 1, 2]
+    assert [m.index for m in result.messages] == list(range(6))
+    assert sorted(m.index for m in wired.store.messages.values()) == list(range(6))
+    assert result.batch_ids == [c.batch_id for c in result.chunks]
+
+
+def test_a_refused_chunk_stops_the_chunks_not_yet_started(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given chunks of 1 sent 2 at once, and Ocelot refusing the first (4xx) once the second, slow, is
+    # in flight too
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "1")
+    monkeypatch.setenv("SEND_CONCURRENCY", "2")
+    service = make_service()
+    both = threading.Barrier(2, timeout=5)
+
+    def refuse_once_both_are_in(call: Sent) -> Reply:
+        both.wait()
+        return nestjs(400, ["messages.0.to is opted out"], "Bad Request")
+
+    ocelot.then_for("ref-0", refuse_once_both_are_in)
+    ocelot.then_for("ref-1", InFlight(0.2, both))
+
+    # When 5 messages are submitted
+    with pytest.raises(Rejected) as caught:
+        service.submit(service.parse(batch("refused-early", 5)), origin="api")
+
+    # Then the chunk in flight finished, none was started after the refusal, and every chunk is listed
+    result = result_of(caught.value)
+    assert [c["status"] for c in result["chunks"]] == [
+        "not_sent",
+        "accepted",
+        "not_sent",
+        "not_sent",
+        "not_sent",
+    ]
+    assert sorted(first_ref(p) for p in ocelot.payloads) == [0, 1]
+    assert "another chunk was not sent" in result["chunks"][2]["reason"]
+    assert [wired.store.get_chunk("refused-early", i) is None for i in (2, 3, 4)] == [True] * 3
+
+
+def test_a_rate_limit_holds_every_chunk_for_the_retry_after(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, connections: list[tuple[str, int]]
+) -> None:
+    # Given a real Ocelot on loopback answering the first request 429 (Retry-After: 1), then accepting;
+    # chunks of 1, sent 2 at once
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "1")
+    monkeypatch.setenv("SEND_CONCURRENCY", "2")
+    with ocelot_mock(), LoopbackOcelot(busy(429, "1")) as server:
+        monkeypatch.setenv("OCELOT_BASE_URL", server.base_url)
+        service = make_service()
+
+        # When 4 messages are submitted
+        result = service.submit(service.parse(batch("paced", 4)), origin="sqs")
+
+    # Then every request that started after the 429 waited for its second, the retry included
+    assert result.status == "accepted"
+    limited = server.received[0].at
+    later = [r.at for r in server.received[1:]]
+    assert len(later) == 4
+    assert sum(at - limited < 0.9 for at in later) <= 1  # only the one already in flight at the 429
+    assert sorted(Counter(first_ref(r.payload) for r in server.received).values()) == [1, 1, 1, 2]
+
+
+# ---- the API budget: what cannot start is handed to the send queue --------------------------------------
+
+
+@pytest.fixture
+def slow_api(wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot) -> SenderService:
+    """POST /batches with an API budget of 2 s, attempts of at most 1.5 s (0.5 s to connect, 1 s to answer),
+    chunks of 1 sent 2 at once, and an Ocelot answering after 0.6 s: the first 2 chunks start at once,
+    the next ones could not finish in time."""
+    for name, value in {
+        "API_BUDGET_SECONDS": "2",
+        "CONNECT_TIMEOUT_SECONDS": "0.5",
+        "READ_TIMEOUT_SECONDS": "1",
+        "OCELOT_MAX_MESSAGES": "1",
+        "SEND_CONCURRENCY": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    ocelot.default = InFlight(0.6)
+    return make_service()
+
+
+def test_chunks_the_api_cannot_start_in_time_are_pending_on_the_send_queue(
+    slow_api: SenderService, wired: Wired, ocelot: FakeOcelot
+) -> None:
+    # When 5 messages are posted
+    request = slow_api.parse(batch("budget", 5))
+    result = slow_api.submit(request, origin="api")
+
+    # Then the first two were sent, the other three are pending, with nothing claimed for them
+    assert result.status == "pending"
+    assert [c.status for c in result.chunks] == ["accepted", "accepted", "pending", "pending", "pending"]
+    assert [m.index for m in result.messages] == [0, 1]
+    assert sorted(first_ref(p) for p in ocelot.payloads) == [0, 1]
+    assert [wired.store.get_chunk("budget", i) is None for i in (2, 3, 4)] == [True] * 3
+
+    # And the send queue got the same request (the same hash), once
+    [body] = wired.queue.bodies
+    assert request_hash(slow_api.parse(json.loads(body))) == request_hash(request)
+
+
+def test_the_queue_s_sender_sends_only_what_the_api_did_not(
+    slow_api: SenderService, wired: Wired, ocelot: FakeOcelot
+) -> None:
+    # Given a request the API half sent and handed to the queue
+    slow_api.submit(slow_api.parse(batch("resumed", 5)), origin="api")
+    [body] = wired.queue.bodies
+
+    # When the queue's Sender takes it
+    queued = make_service().submit_queued(body, "sqs-resumed")
+
+    # Then each chunk went to Ocelot once, and the queue's answer has every id in request order
+    assert queued is not None
+    assert queued.status == "accepted"
+    assert sorted(first_ref(p) for p in ocelot.payloads) == [0, 1, 2, 3, 4]
+    assert [m.index for m in queued.messages] == list(range(5))
+    assert sorted(m.index for m in wired.store.messages.values()) == list(range(5))
+
+
+@pytest.mark.parametrize(
+    ("setting", "refusal", "says"),
+    [
+        (None, RuntimeError("SQS is down"), "did not take it: RuntimeError"),
+        ("SEND_QUEUE_MAX_BYTES", None, "larger than the send queue takes"),
+    ],
+    ids=["queue-down", "too-large"],
+)
+def test_when_the_queue_does_not_take_it_the_api_answers_unavailable(
+    slow_api: SenderService,
+    wired: Wired,
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str | None,
+    refusal: Exception | None,
+    says: str,
+) -> None:
+    # Given a queue that refuses, or a request larger than the queue takes
+    wired.queue.refuse = refusal
+    if setting is not None:
+        monkeypatch.setenv(setting, "1024")
+        runtime.reset()
+        slow_api = make_service()
+    body = batch("no-queue", 5)
+    for message in body["messages"]:
+        message["text"] = "x" * 300
+
+    # When posted
+    with pytest.raises(Unavailable) as caught:
+        slow_api.submit(slow_api.parse(body), origin="api")
+
+    # Then what was not started is not_sent, saying why: the caller's retry sends it
+    chunks = result_of(caught.value)["chunks"]
+    assert [c["status"] for c in chunks] == ["accepted", "accepted", "not_sent", "not_sent", "not_sent"]
+    assert says in chunks[2]["reason"]
+    assert wired.queue.bodies == []
+
+
+def test_from_the_queue_what_cannot_start_in_time_is_unavailable_not_pending(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given chunks of 1 sent 2 at once, attempts of up to 1.5 s, 3.6 s left (0.6 after the margin
+    # would be too little for any: 4.2 s leaves time for the first round only), Ocelot taking 0.6 s
+    for name, value in {
+        "CONNECT_TIMEOUT_SECONDS": "0.5",
+        "READ_TIMEOUT_SECONDS": "1",
+        "OCELOT_MAX_MESSAGES": "1",
+        "SEND_CONCURRENCY": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    ocelot.default = InFlight(0.6)
+    service = make_service(remaining_ms=5_000)
+
+    # When a queue message of 5 is handled; Then it raises (the message comes back), nothing handed off
+    with pytest.raises(Unavailable):
+        service.submit_queued(json.dumps(batch("queued-late", 5)), "sqs-late")
+    assert sorted(first_ref(p) for p in ocelot.payloads) == [0, 1]
+    assert wired.queue.bodies == []
+
+
+# ---- credentials before the claim ---------------------------------------------------------------------
+
+
+class LambdaStopped(BaseException):
+    """The Lambda reaching its timeout: nothing after this line of code runs."""
+
+
+def test_a_lambda_stopped_while_reading_the_secret_leaves_no_claim_and_the_retry_sends(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given a Secrets Manager read that never ends: the Lambda is stopped in the middle of it
+    wired.secret_error = LambdaStopped()
+    request = service.parse(batch("stalled-secret", 2))
+    with pytest.raises(LambdaStopped):
+        service.submit(request, origin="sqs")
+
+    # Then nothing was claimed (a claim would read "may have been sent" to the next attempt)
+    assert wired.store.get_chunk("stalled-secret", 0) is None
+
+    # And when the message comes back (the idempotency lock expired with the Lambda), it is sent
+    wired.secret_error = None
+    wired.idempotency.records.clear()
+    assert service.submit(request, origin="sqs").status == "accepted"
+    assert len(ocelot.sent) == 1
+
+
+def test_the_secret_is_read_through_a_client_with_bounded_timeouts(env: dict[str, str]) -> None:
+    # When the Sender's Secrets Manager client is made; Then each call gives up in seconds, twice at most
+    runtime.reset()
+    config: Any = runtime.secrets_provider().client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2.0, 2.0)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 2}
+
+
+def test_ids_the_store_failed_to_keep_are_raised_and_kept_by_the_retry_without_a_resend(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot
+) -> None:
+    # Given chunks of 1 sent 2 at once, and the store failing once to keep the first chunk's ids
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "1")
+    monkeypatch.setenv("SEND_CONCURRENCY", "2")
+    service = make_service()
+    kept, failures = wired.store.put_messages, [RuntimeError("DynamoDB down")]
+
+    def failing_once(records: list[Any]) -> None:
+        if records and records[0].index == 0 and failures:
+            raise failures.pop()
+        kept(records)
+
+    monkeypatch.setattr(wired.store, "put_messages", failing_once)
+    request = service.parse(batch("store-down", 4))
+
+    # When submitted; Then the failure is raised as it is (a 500, or the queue message back)
+    with pytest.raises(RuntimeError, match="DynamoDB down"):
+        service.submit(request, origin="sqs")
+
+    # And the retry sends nothing again, and every correlation is kept
+    assert service.submit(request, origin="sqs").status == "accepted"
+    assert sorted(first_ref(p) for p in ocelot.payloads) == [0, 1, 2, 3]
+    assert sorted(m.index for m in wired.store.messages.values()) == [0, 1, 2, 3]
+
+
+def test_another_payload_is_refused_by_the_chunks_records_even_without_the_batch_record(
+    service: SenderService, ocelot: FakeOcelot, wired: Wired
+) -> None:
+    # Given a request sent, whose batch record is gone (only the chunks' idempotency records remain)
+    service.submit(service.parse(batch("no-header", 2)), origin="api")
+    wired.store.batches.clear()
+
+    # When the same requestId comes with another text; Then a conflict, and nothing more is sent
+    other = batch("no-header", 2)
+    other["messages"][0]["text"] = "another text"
+    with pytest.raises(Conflict, match="already used with a different payload"):
+        service.submit(service.parse(other), origin="api")
+    assert len(ocelot.sent) == 1

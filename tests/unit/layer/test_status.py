@@ -102,8 +102,10 @@ def test_a_batch_header_alone_lists_its_messages_as_not_sent(service: StatusServ
 def test_accepted_unknown_and_untried_messages_are_one_list_in_request_order(
     service: StatusService, ocelot: FakeOcelot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given chunks of 2: the first accepted, the second's answer timed out, the third refused (503)
+    # Given chunks of 2, sent one after another: the first accepted, the second's answer timed out,
+    # the third refused (503)
     monkeypatch.setenv("OCELOT_MAX_MESSAGES", "2")
+    monkeypatch.setenv("SEND_CONCURRENCY", "1")
     ocelot.then(accept, requests.ReadTimeout("timed out"), busy(), busy(), busy())
     with pytest.raises(Unavailable):
         send("mixed", 6)

@@ -111,19 +111,27 @@ def accept(call: Sent) -> Reply:
 @dataclass
 class FakeOcelot:
     """Answers from `script` in order (a Reply, an exception to raise, or a callable of the call);
-    once the script is used up, every call is answered by `default` (accepted, see `accepted`)."""
+    once the script is used up, every call is answered by `default` (accepted, see `accepted`).
+    Chunks go out concurrently, so a request's own replies can be scripted by the `ref` of its first
+    message (`then_for`): those come first."""
 
     mock: responses.RequestsMock
     script: list[Step] = field(default_factory=list)
     default: Callable[[Sent], Reply] = accept
     sent: list[Sent] = field(default_factory=list)
     url: str = OCELOT_SEND_URL
+    by_first_ref: dict[str, list[Step]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.mock.add_callback(responses.POST, self.url, callback=self._answer)
 
     def then(self, *replies: Step) -> FakeOcelot:
         self.script.extend(replies)
+        return self
+
+    def then_for(self, ref: str, *replies: Step) -> FakeOcelot:
+        self.by_first_ref.setdefault(ref, []).extend(replies)
         return self
 
     @property
@@ -134,13 +142,38 @@ class FakeOcelot:
         body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
         payload = json.loads(body)
         call = Sent(payload, request.headers.get("Authorization"))
-        self.sent.append(call)
-        step = self.script.pop(0) if self.script else self.default
+        with self._lock:
+            self.sent.append(call)
+            own = self.by_first_ref.get(str(payload["messages"][0].get("externalId")))
+            step = own.pop(0) if own else self.script.pop(0) if self.script else self.default
         if isinstance(step, BaseException):
             return step
         status, headers, reply = step if isinstance(step, tuple) else step(call)
         call.status, call.body = status, reply
         return status, dict(headers), reply if isinstance(reply, str) else json.dumps(reply)
+
+
+class InFlight:
+    """A FakeOcelot reply: accepted after `seconds` (once `barrier` lets it), counting the requests
+    held at once."""
+
+    def __init__(self, seconds: float, barrier: threading.Barrier | None = None) -> None:
+        self.seconds, self.barrier = seconds, barrier
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, call: Sent) -> Reply:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            if self.barrier is not None:
+                self.barrier.wait()
+            time.sleep(self.seconds)
+            return 200, {}, accepted(call.payload)
+        finally:
+            with self._lock:
+                self.now -= 1
 
 
 @contextmanager
