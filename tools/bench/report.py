@@ -61,7 +61,7 @@ def _webhook(results: Mapping[str, Any]) -> list[Goal]:
         """Kept whole (200) up to the storable size, its start kept (413) above: one write either way."""
         size = hook["by_size"][str(n)]
         expected = [200] if size["request_bytes"] <= limit else [413]
-        return size["statuses"] == expected and size["write_requests"] == 1
+        return bool(size["statuses"] == expected and size["write_requests"] == 1)
 
     return [
         Goal(
