@@ -847,15 +847,8 @@ def test_chunks_not_started_in_the_api_s_time_are_202_pending_with_the_status_ur
     # Given an API budget of 1 s, attempts of at most 0.9 s, chunks of 1 sent 2 at once, an Ocelot taking
     # 0.3 s, and the send queue in moto
     queue_url = aws_queue(aws)
-    for name, value in {
-        "API_BUDGET_SECONDS": "1",
-        "CONNECT_TIMEOUT_SECONDS": "0.4",
-        "READ_TIMEOUT_SECONDS": "0.5",
-        "OCELOT_MAX_MESSAGES": "1",
-        "SEND_CONCURRENCY": "2",
-        "SEND_QUEUE_URL": queue_url,
-    }.items():
-        monkeypatch.setenv(name, value)
+    short_api_budget(monkeypatch)
+    monkeypatch.setenv("SEND_QUEUE_URL", queue_url)
     ocelot.default = InFlight(0.3)
     event = post(batch("pending-api", 4))
     event["headers"]["x-forwarded-proto"] = "https"
@@ -884,14 +877,7 @@ def test_without_a_send_queue_what_the_api_cannot_start_is_503_not_sent(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot, lambda_context: FakeContext
 ) -> None:
     # Given the same slow Ocelot and short API budget, and no send queue configured
-    for name, value in {
-        "API_BUDGET_SECONDS": "1",
-        "CONNECT_TIMEOUT_SECONDS": "0.4",
-        "READ_TIMEOUT_SECONDS": "0.5",
-        "OCELOT_MAX_MESSAGES": "1",
-        "SEND_CONCURRENCY": "2",
-    }.items():
-        monkeypatch.setenv(name, value)
+    short_api_budget(monkeypatch)
     monkeypatch.delenv("SEND_QUEUE_URL", raising=False)
     ocelot.default = InFlight(0.3)
 
@@ -901,6 +887,18 @@ def test_without_a_send_queue_what_the_api_cannot_start_is_503_not_sent(
     chunks = json_body(response)["details"]["result"]["chunks"]
     assert [c["status"] for c in chunks] == ["accepted", "accepted", "not_sent", "not_sent"]
     assert "no send queue is configured" in chunks[2]["reason"]
+
+
+def short_api_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API budget of 1 s, attempts of at most 0.9 s, chunks of one message sent two at once."""
+    for name, value in {
+        "API_BUDGET_SECONDS": "1",
+        "CONNECT_TIMEOUT_SECONDS": "0.4",
+        "READ_TIMEOUT_SECONDS": "0.5",
+        "OCELOT_MAX_MESSAGES": "1",
+        "SEND_CONCURRENCY": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
 
 
 def aws_queue(aws: dict[str, Any]) -> str:
