@@ -50,8 +50,10 @@ format: install ## Apply ruff's fixes and formatting
 unit: install ## Unit tests (no network) with the coverage gate
 	$(BIN)/pytest tests/unit -n 2 --cov --cov-report=term $(PYTEST_ARGS)
 
-test: lint ## Everything CI runs: lint, then every test suite, coverage >= 90%
-	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+# The local stacks and sam local run in processes of their own (nothing for coverage to see), and
+# share ports and the build directory: one worker.
+test: lint unit ## Everything CI runs: lint, the unit tests with the coverage gate, the stack suites
+	$(BIN)/pytest tests/integration tests/sam_local $(PYTEST_ARGS)
 
 # Lambda's /opt and /var/task are read-only: without .pyc files in the artifacts, every cold start
 # compiles every module it imports (docs/performance.md). Hash-based pycs do not depend on the source
