@@ -19,7 +19,7 @@ from ocelot_sms.store import DynamoStore, MessageRecord, keys
 from tests.events import load_event, with_body
 from tests.unit.support.aws import FakeContext
 from tests.unit.support.stream import TableStream
-from tools.template_resources import create_queue_pair, function_environment, load_template, resource
+from tools.template_resources import ROOT, create_queue_pair, function_environment, load_template, resource
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -136,11 +136,23 @@ def test_globals_set_the_runtime_and_tracing() -> None:
         assert properties.get("Tracing", "Active") == "Active"
 
 
-def test_the_layer_is_built_for_python_313() -> None:
-    layer = resource("SharedLayer")
-    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+@pytest.mark.parametrize("layer_id", ["SharedLayer", "SharedLayerArm64"])
+def test_each_layer_is_built_by_its_makefile_for_python_313(layer_id: str) -> None:
+    layer = resource(layer_id)
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
-    assert {"Ref": "SharedLayer"} in TEMPLATE["Globals"]["Function"]["Layers"]
+    assert layer["Properties"]["ContentUri"] == "layers/shared/"
+    # And the layer's Makefile has the target `sam build` runs for it
+    makefile = (ROOT / "layers" / "shared" / "Makefile").read_text()
+    assert f"\nbuild-{layer_id}:" in makefile
+
+
+def test_every_function_is_built_by_the_functions_makefile() -> None:
+    makefile = (ROOT / "functions" / "Makefile").read_text()
+    for logical_id, function in functions().items():
+        assert function["Metadata"]["BuildMethod"] == "makefile"
+        assert function["Metadata"]["ContextPath"] == "functions"
+        assert logical_id in makefile.split("FUNCTIONS := ", 1)[1].splitlines()[0].split()
 
 
 def test_handlers_point_at_the_code() -> None:
