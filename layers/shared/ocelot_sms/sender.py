@@ -26,6 +26,7 @@ from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
@@ -233,21 +234,7 @@ class SenderService:
         being sent at once. Once one fails or runs out of time no chunk after it is started. The ids
         of each accepted chunk are stored beside the sending (`_store_ids`), all before this ends."""
         failed = _FirstFailure()
-
-        def attempt(chunk: Chunk) -> _Attempt:
-            if failed.before(chunk.index):
-                return _Attempt(chunk)
-            try:
-                wire = wire_request(request, chunk.messages, self._settings)
-                outcome = self._send_chunk_once(chunk=self._chunk_data(request, chunk, digest), wire=wire)
-            except _PRECEDENCE as error:
-                failed.at(chunk.index)
-                return _Attempt(chunk, error=error)
-            except Exception:
-                failed.at(chunk.index)
-                raise
-            return _Attempt(chunk, outcome=outcome)
-
+        attempt = partial(self._attempt, request, digest, failed)
         if self._executor is None or self._storer is None:
             for done in map(attempt, chunks):
                 self._store_ids(request, done)
@@ -268,6 +255,21 @@ class SenderService:
                 sent.exception()
             for put in stored:
                 put.exception()
+
+    def _attempt(self, request: BatchRequest, digest: str, failed: _FirstFailure, chunk: Chunk) -> _Attempt:
+        """One chunk sent at most once, unless a chunk before it failed."""
+        if failed.before(chunk.index):
+            return _Attempt(chunk)
+        try:
+            wire = wire_request(request, chunk.messages, self._settings)
+            outcome = self._send_chunk_once(chunk=self._chunk_data(request, chunk, digest), wire=wire)
+        except _PRECEDENCE as error:
+            failed.at(chunk.index)
+            return _Attempt(chunk, error=error)
+        except Exception:
+            failed.at(chunk.index)
+            raise
+        return _Attempt(chunk, outcome=outcome)
 
     def _store_ids(self, request: BatchRequest, attempt: _Attempt) -> None:
         """The correlations of an accepted chunk. Apart from the sending threads, so that the next chunk
