@@ -377,6 +377,18 @@ def test_every_failure_of_the_webhook_path_has_an_alarm_that_tells_the_topic() -
         }
 
 
+def test_the_ocelot_secret_not_set_has_an_alarm_on_the_metric_the_sender_emits() -> None:
+    # Given the metric the Sender emits when the Ocelot secret holds its placeholder (test_sender.py
+    # asserts the Sender emits it); Then an alarm reads it, on the first one, in the Sender's namespace
+    [properties] = [p for p in alarms().values() if "OcelotSecretNotSet" in alarm_metrics(p)]
+    assert (
+        properties["Namespace"]
+        == TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    )
+    assert (properties["Threshold"], properties["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert "OcelotSecretId" in properties["AlarmDescription"]
+
+
 # ---- the roles the stack creates, as CloudFormation receives them (SAM's transform) ----------------
 
 # Actions that take no resource-level permission: a statement of them alone may name "*".
