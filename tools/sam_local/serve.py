@@ -231,6 +231,9 @@ def free_port() -> int:
 # samconfig.toml's config env for this repository's offline setup: the image ensure-image.sh tags,
 # no pull, the host's network, 127.0.0.1 for the emulators and servers, the functions on x86_64.
 CONFIG_ENV = "local"
+# Named, because SAM reads the samconfig.toml next to --template otherwise: the built template's
+# folder has none, and without it every setting above falls back to SAM's defaults (arm64, a pull).
+CONFIG_FILE = ROOT / "samconfig.toml"
 
 
 @dataclass
@@ -245,7 +248,10 @@ class SamLocal:
     _files: int = field(default=0, init=False)
 
     def common_flags(self, env_file: Path) -> list[str]:
-        return ["--config-env", CONFIG_ENV, "--template", str(self.template), "--env-vars", str(env_file)]
+        return [
+            *("--config-file", str(CONFIG_FILE), "--config-env", CONFIG_ENV),
+            *("--template", str(self.template), "--env-vars", str(env_file)),
+        ]
 
     def write_json(self, stem: str, content: Any) -> Path:
         self._files += 1
