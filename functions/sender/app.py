@@ -22,6 +22,7 @@ from ocelot_sms.errors import (
     DomainError,
     InProgress,
     InvalidRequest,
+    NotConfigured,
     NotFound,
     Rejected,
     StorageUnavailable,
@@ -44,6 +45,8 @@ ERRORS = {
     Conflict: 409,
     InProgress: 409,
     Rejected: 502,
+    # The Ocelot secret holds its placeholder: the answer says which secret and what to put in it.
+    NotConfigured: 503,
     Unavailable: 503,
     StorageUnavailable: 503,
 }

@@ -38,7 +38,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from ocelot_sms.batch import Chunk, parse, preview, queue_body, split, wire_request
 from ocelot_sms.contract import SendRequest
 from ocelot_sms.delivery import DeliveryStatus
-from ocelot_sms.errors import Conflict, InProgress, InvalidRequest, Rejected, Unavailable
+from ocelot_sms.errors import Conflict, InProgress, InvalidRequest, NotConfigured, Rejected, Unavailable
 from ocelot_sms.models import (
     BatchRequest,
     BatchResult,
@@ -50,6 +50,7 @@ from ocelot_sms.models import (
 from ocelot_sms.observability import MetricUnit, logger, metrics
 from ocelot_sms.ocelot_client import (
     OcelotClient,
+    OcelotNotConfigured,
     OcelotOutcomeUnknown,
     OcelotRejected,
     OcelotUnavailable,
@@ -74,6 +75,8 @@ PENDING = "pending"
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from ocelot_sms.credentials import CredentialsNotSet
 
 
 class SendQueue(Protocol):
@@ -120,6 +123,15 @@ _PRECEDENCE = (
     OcelotRejected,
     OcelotUnavailable,
 )
+
+
+def _report_not_configured(not_set: CredentialsNotSet) -> None:
+    """What OcelotSecretNotSetAlarm reads, and the line that tells an operator what to put where."""
+    metrics.add_metric(name="OcelotSecretNotSet", unit=MetricUnit.Count, value=1)
+    logger.error(
+        "the Ocelot secret is not set: nothing is sent until it is",
+        extra={"secretId": not_set.secret_id, "problem": not_set.problem, "put": not_set.expected},
+    )
 
 
 def request_hash(request: BatchRequest) -> str:
@@ -373,6 +385,9 @@ class SenderService:
             raise InProgress(message, details=details, retry_after=IN_PROGRESS_RETRY_AFTER) from error
         if isinstance(error, OcelotRejected):
             raise Rejected(str(error), details=details) from error
+        if isinstance(error, OcelotNotConfigured):
+            _report_not_configured(error.not_set)
+            raise NotConfigured(f"{error}; nothing was sent", details=details) from error
         waits = [e.retry_after for e in errors if isinstance(e, OcelotUnavailable) and e.retry_after]
         raise Unavailable(str(error), details=details, retry_after=max(waits, default=1.0)) from error
 

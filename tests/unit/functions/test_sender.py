@@ -603,6 +603,46 @@ def test_a_rotated_key_is_picked_up_on_401_without_a_redeploy(
     assert [s.authorization for s in ocelot.sent] == [DEFAULT_AUTH, DEFAULT_AUTH, new_auth]
 
 
+def test_the_placeholder_secret_is_503_naming_it_with_a_metric_and_nothing_sent(
+    aws: dict[str, Any],
+    env: dict[str, str],
+    ocelot: FakeOcelot,
+    lambda_context: FakeContext,
+    emf: EmfReader,
+) -> None:
+    # Given the Ocelot secret as the stack creates it: a placeholder chatbotId, a generated key
+    aws["secretsmanager"].put_secret_value(
+        SecretId=env["OCELOT_SECRET_ID"],
+        SecretString=json.dumps({"chatbotId": "REPLACE_ME", "apiKey": "Zx81yGq0aT3mW7bK2nP5sV9dF4hJ6cL1"}),
+    )
+
+    # When a batch is posted
+    response = invoke(load_event("api_post_batch"), lambda_context)
+
+    # Then 503 saying which secret holds what, and what to put in it; Ocelot was never called
+    assert response["statusCode"] == 503
+    body = json_body(response)
+    assert body["error"] == "not_configured"
+    assert "'ocelot-api' still holds a placeholder chatbotId" in body["message"]
+    assert '{"chatbotId": "<your chatbot' in body["message"]
+    assert body["details"]["result"]["chunks"][0]["status"] == "not_sent"
+    assert int(response["headers"]["Retry-After"]) >= 60
+    assert ocelot.sent == []
+    # And the alarm's metric and the line that tells the operator, without the key itself
+    assert emf.read()["OcelotSecretNotSet"] == 1
+    logged = "\n".join(emf.lines)
+    assert "the Ocelot secret is not set" in logged
+    assert "Zx81yGq0aT3mW7bK2nP5sV9dF4hJ6cL1" not in logged + response["body"]
+
+    # And once the operator has put the real credentials in it, the same request is sent at once
+    aws["secretsmanager"].put_secret_value(
+        SecretId=env["OCELOT_SECRET_ID"],
+        SecretString=json.dumps({"chatbotId": "chatbot-uuid", "apiKey": "real-key"}),
+    )
+    assert invoke(load_event("api_post_batch"), lambda_context)["statusCode"] == 201
+    assert [s.authorization for s in ocelot.sent] == [basic_auth("chatbot-uuid", "real-key")]
+
+
 # ---- dry run ---------------------------------------------------------------------------------------------
 
 
