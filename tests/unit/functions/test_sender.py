@@ -9,6 +9,9 @@ import base64
 import copy
 import email.utils
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -1038,3 +1041,32 @@ def test_a_text_with_control_or_bidirectional_characters_is_422_for_its_message(
     assert response["statusCode"] == 422
     assert json_body(response)["problems"] == [{"field": "messages.1.text", "message": f"contains a {says}"}]
     assert ocelot.sent == []
+
+
+# ---- what a path imports --------------------------------------------------------------------------
+
+_IMPORTS_PROBE = """
+import json, sys
+from functions.sender import app
+from tests.events import load_event, with_body
+from tools.local.lambda_context import LambdaContext
+event = load_event("api_post_batch")
+invalid = with_body(event, {"requestId": "r", "messages": [{"to": "555", "text": "x"}]})
+dry = with_body(event, {**json.loads(event["body"]), "dryRun": True})
+context = LambdaContext("sender", 256, 90, "us-east-1")
+statuses = [app.lambda_handler(e, context)["statusCode"] for e in (invalid, dry)]
+heavy = ("boto3", "aws_lambda_powertools.utilities.idempotency")
+print(json.dumps({"statuses": statuses, "imported": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def test_an_invalid_request_and_a_dry_run_import_no_boto3_and_no_idempotency(env: dict[str, str]) -> None:
+    # Given a fresh interpreter, as a cold Lambda container is
+    # When it answers an invalid request and a dry run
+    probe = [sys.executable, "-c", _IMPORTS_PROBE]
+    done = subprocess.run(probe, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+
+    # Then both were answered, and neither boto3 nor the idempotency machinery was imported for them
+    assert seen == {"statuses": [422, 200], "imported": []}

@@ -3,6 +3,8 @@
 Keys are spelled in keys.py and items made in codec.py; nothing outside this package sees an item.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ocelot_sms.store.base import (
     INTERRUPTED_REASON,
     RequestConflict,
@@ -10,8 +12,6 @@ from ocelot_sms.store.base import (
     StorageError,
     Store,
 )
-from ocelot_sms.store.codec import raw_from_values as raw_delivery_from_image
-from ocelot_sms.store.dynamodb import DynamoStore
 from ocelot_sms.store.records import (
     BatchRecord,
     ChunkRecord,
@@ -32,6 +32,25 @@ from ocelot_sms.store.records import (
     StoredBatch,
     StoredSend,
 )
+
+if TYPE_CHECKING:
+    from ocelot_sms.store.codec import raw_from_values as raw_delivery_from_image
+    from ocelot_sms.store.dynamodb import DynamoStore
+
+
+def __getattr__(name: str) -> Any:
+    """The backend and the codec import boto3: loaded when first used, so that a path that only
+    validates (the Sender's 422 and dry run) imports no AWS SDK."""
+    if name == "DynamoStore":
+        from ocelot_sms.store.dynamodb import DynamoStore
+
+        return DynamoStore
+    if name == "raw_delivery_from_image":
+        from ocelot_sms.store.codec import raw_from_values
+
+        return raw_from_values
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "INTERRUPTED_REASON",
