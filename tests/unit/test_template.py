@@ -187,6 +187,9 @@ def test_the_applier_may_read_its_stream_write_items_and_report_failed_records()
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+        # A reply's link (GSI2), an opt-in lifting a suppression.
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
         "dynamodb:DescribeStream",
         "dynamodb:GetRecords",
         "dynamodb:GetShardIterator",

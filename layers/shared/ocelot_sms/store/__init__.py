@@ -6,11 +6,14 @@ Keys are spelled in keys.py and items made in codec.py; nothing outside this pac
 from ocelot_sms.store.base import (
     INTERRUPTED_REASON,
     RequestConflict,
+    RequestTooLarge,
     SendConflict,
     StorageError,
     Store,
 )
+from ocelot_sms.store.codec import event_from_values as event_from_image
 from ocelot_sms.store.codec import raw_from_values as raw_delivery_from_image
+from ocelot_sms.store.codec import state_from_values as state_from_image
 from ocelot_sms.store.dynamodb import DynamoStore
 from ocelot_sms.store.records import (
     BatchRecord,
@@ -18,6 +21,8 @@ from ocelot_sms.store.records import (
     ChunkStatus,
     EventRecord,
     EventWrite,
+    Inbound,
+    InboundPage,
     MessageHistory,
     MessageRecord,
     MessageState,
@@ -25,12 +30,18 @@ from ocelot_sms.store.records import (
     RawRef,
     Recipient,
     Rejection,
+    Schedule,
+    ScheduleStatus,
     SendPage,
     SendPart,
     SendRecord,
+    SentRef,
     StateChange,
     StoredBatch,
     StoredSend,
+    Suppression,
+    SuppressionPage,
+    SuppressionSource,
 )
 
 __all__ = [
@@ -41,6 +52,8 @@ __all__ = [
     "DynamoStore",
     "EventRecord",
     "EventWrite",
+    "Inbound",
+    "InboundPage",
     "MessageHistory",
     "MessageRecord",
     "MessageState",
@@ -49,14 +62,23 @@ __all__ = [
     "Recipient",
     "Rejection",
     "RequestConflict",
+    "RequestTooLarge",
+    "Schedule",
+    "ScheduleStatus",
     "SendConflict",
     "SendPage",
     "SendPart",
     "SendRecord",
+    "SentRef",
     "StateChange",
     "StorageError",
     "Store",
     "StoredBatch",
     "StoredSend",
+    "Suppression",
+    "SuppressionPage",
+    "SuppressionSource",
+    "event_from_image",
     "raw_delivery_from_image",
+    "state_from_image",
 ]
