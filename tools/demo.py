@@ -243,7 +243,7 @@ def serve_with_sam(
     return replace(info, api_url=served.api.url, webhook_url=served.webhook_url)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__)
     parser.add_argument("--stack-file", type=Path, help="use this running stack instead of starting one")
     parser.add_argument("--state-dir", type=Path, default=ROOT / ".local" / "demo")
@@ -259,6 +259,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="serve the functions with `sam local start-api` / `start-lambda` (needs a Docker engine)",
     )
+    return parser
+
+
+def _start(
+    args: argparse.Namespace, stack: StackProcess | None, started: float, resources: contextlib.ExitStack
+) -> StackInfo:
+    """The stack the demo runs against: the one named, or `stack` started (and sam local with --sam)."""
+    if stack is None:
+        step(1, f"Using the running stack described in {args.stack_file}")
+        return StackInfo.load(args.stack_file)
+    if args.sam:
+        step(1, "Starting a local stack (moto, Ocelot sandbox) and sam local serving the functions")
+        workdir = args.state_dir.resolve() / "sam"
+        provisioned = provision_sam(workdir)  # before anything starts: no engine, no stack
+        info = stack.start(timeout=60.0)
+        note(f"stack ready in {time.monotonic() - started:.1f}s (log: {stack.log_path})")
+        info = serve_with_sam(info, provisioned, workdir, resources)
+        note(f"ready in {time.monotonic() - started:.1f}s")
+        return info
+    step(1, "Starting a local stack: moto (DynamoDB, SQS, Secrets Manager), Ocelot sandbox, API, poller")
+    info = stack.start(timeout=min(60.0, args.timeout))
+    note(f"ready in {time.monotonic() - started:.1f}s (log: {stack.log_path})")
+    return info
+
+
+def _stop(
+    args: argparse.Namespace, stack: StackProcess | None, resources: contextlib.ExitStack, code: int
+) -> int:
+    """sam local, then the stack; the demo's exit code, an error here included."""
+    if stack is None or stack.process is None:  # never started: nothing to stop
+        return code
+    if args.sam:  # sam local starts only once the stack runs
+        print("\nStopping sam local (start-api, start-lambda, their containers) ...", end=" ", flush=True)
+        try:
+            resources.close()
+            print("stopped.")
+        except Exception as error:  # the stack is stopped all the same
+            print(f"FAILED: {error}")
+            code = code or 2
+    print("\nStopping the local stack ...", end=" ", flush=True)
+    exit_code = stack.stop()
+    print(f"stopped (exit code {exit_code}).")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.sam and args.stack_file:
         parser.error("--sam starts a stack of its own: it does not take --stack-file")
@@ -269,31 +316,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     netguard.install()
 
     received = interrupt_on_signals()
-    stack: StackProcess | None = None
+    stack = None
+    if not args.stack_file:  # with --sam, sam local serves the functions, not the stack
+        stack = StackProcess(args.state_dir.resolve(), ["--functions", "none"] if args.sam else ())
     # What SAM mode starts on top of the stack (sam local servers, their containers, the poller).
     resources = contextlib.ExitStack()
     code = 2
     try:
-        if args.stack_file:
-            step(1, f"Using the running stack described in {args.stack_file}")
-            info = StackInfo.load(args.stack_file)
-        elif args.sam:
-            step(1, "Starting a local stack (moto, Ocelot sandbox) and sam local serving the functions")
-            workdir = args.state_dir.resolve() / "sam"
-            provisioned = provision_sam(workdir)  # before anything starts: no engine, no stack
-            stack = StackProcess(args.state_dir.resolve(), ["--functions", "none"])
-            info = stack.start(timeout=60.0)
-            note(f"stack ready in {time.monotonic() - started:.1f}s (log: {stack.log_path})")
-            info = serve_with_sam(info, provisioned, workdir, resources)
-            note(f"ready in {time.monotonic() - started:.1f}s")
-        else:
-            step(
-                1,
-                "Starting a local stack: moto (DynamoDB, SQS, Secrets Manager), Ocelot sandbox, API, poller",
-            )
-            stack = StackProcess(args.state_dir.resolve())
-            info = stack.start(timeout=min(60.0, args.timeout))
-            note(f"ready in {time.monotonic() - started:.1f}s (log: {stack.log_path})")
+        info = _start(args, stack, started, resources)
         note(f"API {info.api_url} | webhook {info.webhook_url}")
         note(f"sandbox {info.sandbox_url} | AWS {info.aws_endpoint_url}")
         # Starting sam local takes its own (bounded) time: with --sam the timeout is for the demo proper.
@@ -320,18 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stack is not None:
             print(f"stack log: {stack.log_path}", file=sys.stderr)
     finally:
-        if args.sam and stack is not None:  # sam local starts only once the stack runs
-            print("\nStopping sam local (start-api, start-lambda, their containers) ...", end=" ", flush=True)
-            try:
-                resources.close()
-                print("stopped.")
-            except Exception as error:  # the stack is stopped all the same
-                print(f"FAILED: {error}")
-                code = code or 2
-        if stack is not None:
-            print("\nStopping the local stack ...", end=" ", flush=True)
-            exit_code = stack.stop()
-            print(f"stopped (exit code {exit_code}).")
+        code = _stop(args, stack, resources, code)
     verdict = {
         0: "PASS",
         1: "FAIL: some messages did not end as scripted",

@@ -12,7 +12,10 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from ocelot_sms.clock import iso
 from ocelot_sms.errors import DomainError, Unavailable
+from ocelot_sms.observability import metrics_dropped
+from ocelot_sms.settings import SECRET_MAX_AGE_LIMIT
 from ocelot_sms_cli import commands
 from ocelot_sms_cli.aws_errors import explain
 from ocelot_sms_cli.context import OUTPUT_OPTION, Where, pass_target
@@ -30,7 +33,8 @@ class OcelotGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with metrics_dropped():
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except DomainError as error:
@@ -151,21 +155,24 @@ def webhook_credentials_rotate(target: Target, overlap: int, output: str) -> Non
         target.client("secretsmanager"), target.webhook_secret_id, timedelta(hours=overlap), datetime.now(UTC)
     )
     until = value.get("previous", {}).get("acceptedUntil")
+    # Every container has read the new secret (with both credentials in it) by then.
+    ready = iso(datetime.now(UTC) + timedelta(seconds=SECRET_MAX_AGE_LIMIT))
     shown = {k: value[k] for k in ("username", "password", "token") if k in value}
     if output == "json":
-        click.echo(json.dumps({**shown, "previousAcceptedUntil": until}, indent=2))
+        click.echo(json.dumps({**shown, "setInOcelotFrom": ready, "previousAcceptedUntil": until}, indent=2))
         return
     if output == "csv":
-        click.echo("username,password,token,previous_accepted_until")
-        click.echo(f"{shown['username']},{shown['password']},{shown.get('token', '')},{until or ''}")
+        click.echo("username,password,token,set_in_ocelot_from,previous_accepted_until")
+        click.echo(f"{shown['username']},{shown['password']},{shown.get('token', '')},{ready},{until or ''}")
         return
     lines = [f"username: {value['username']}", f"password: {value['password']}"]
     if "token" in value:
         lines.append(f"token:    {value['token']}  (the webhook URL's ?token=)")
     if until:
         lines += [
-            f"Set these in Ocelot's Admin Portal (Integrations > Ocelot API) before {until}:",
-            "until then the previous credentials are accepted too.",
+            "Set these in Ocelot's Admin Portal (Integrations > Ocelot API) between",
+            f"{ready} and {until}: the functions read the secret again within",
+            f"{SECRET_MAX_AGE_LIMIT // 60} minutes, and the previous credentials work until the second time.",
         ]
     out = console()
     for line in lines:

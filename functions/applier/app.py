@@ -38,7 +38,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
         event=event, record_handler=record_handler, processor=processor, context=context
     )
     failed = len(answer["batchItemFailures"])
-    metrics.add_metric(name="DeliveriesApplied", unit=MetricUnit.Count, value=len(event["Records"]) - failed)
+    applied = len(event["Records"]) - failed
+    metrics.add_metric(name="DeliveriesApplied", unit=MetricUnit.Count, value=applied)
     if failed:
         metrics.add_metric(name="DeliveriesNotApplied", unit=MetricUnit.Count, value=failed)
+    logger.info("batch applied", extra={"applied": applied, "failed": failed})
     return answer

@@ -30,7 +30,7 @@ from ocelot_sms.errors import (
     StorageUnavailable,
     Unavailable,
 )
-from ocelot_sms.http import INTERNAL_ERROR, error_answer, proxy_response
+from ocelot_sms.http import INTERNAL_ERROR, error_answer, proxy_response, route, stage_name
 from ocelot_sms.observability import logger, metrics
 from ocelot_sms.settings import get_settings
 
@@ -104,21 +104,13 @@ def _status_url(event: Mapping[str, Any], request_id: str) -> str:
     headers = event.get("headers") or {}
     host = headers.get("host") or event.get("requestContext", {}).get("domainName", "")
     scheme = headers.get("x-forwarded-proto") or "https"
-    stage = _stage(event)
+    stage = stage_name(event)
     return f"{scheme}://{host}{'/' + stage if stage else ''}{ROUTE[1]}/{quote(request_id, safe='')}"
 
 
-def _stage(event: Mapping[str, Any]) -> str:
-    """The stage's name when it is in the path (an HTTP API's `$default` stage is not)."""
-    stage = str(event.get("requestContext", {}).get("stage") or "$default")
-    return "" if stage == "$default" else stage
-
-
 def _api(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-    method = event.get("requestContext", {}).get("http", {}).get("method")
-    stage = _stage(event)
-    path = str(event.get("rawPath") or "").removeprefix(f"/{stage}" if stage else "")
     try:
+        method, path = route(event)
         if (method, path) == ROUTE:
             return create_batch(event, context)
         request_id = path.removeprefix(CANCEL[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,15 +75,20 @@ def docker_exec(container: str, code: str) -> str:
     return result.stdout.strip()
 
 
-def check_containers(api: harness.SamServer) -> dict[str, str]:
-    """Every warm container: the host's network, only its BUILT function mounted (at /var/task), and
-    the BUILT layer at /opt/python. Returns function name -> container id."""
-    functions: dict[str, str] = {}
+def check_containers(api: harness.SamServer, expected: set[str]) -> dict[str, str]:
+    """Every warm container (once those of `expected` are listed: SAM may print one after it already
+    serves): the host's network, only its BUILT function mounted (at /var/task), and the BUILT layer
+    at /opt/python. Returns function name -> container id."""
     layer_file = harness.BUILD_DIR / "SharedLayer" / "python" / LAYER_FILE
-    for container in api.container_ids():
-        (info,) = docker_json("inspect", container)
+    deadline = time.monotonic() + 60
+    while True:
+        inspected = {c: docker_json("inspect", c)[0] for c in api.container_ids()}
+        functions = {info["Config"]["Labels"]["sam.cli.function.name"]: c for c, info in inspected.items()}
+        if expected <= set(functions) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for container, info in inspected.items():
         function = info["Config"]["Labels"]["sam.cli.function.name"]
-        functions[function] = container
         assert info["HostConfig"]["NetworkMode"] == "host", f"{function}: {info['HostConfig']['NetworkMode']}"
         # On the host's network, SAM's emulator and the Runtime API listen on loopback only.
         entrypoint = " ".join(info["Config"]["Entrypoint"])
@@ -118,8 +124,9 @@ def test_post_batches_then_callbacks_through_the_same_start_api(
         sam.start_lambda(aws.variables, harness.free_port(), ["ApplierFunction"]) as lambdas,
         aws.applying(lambdas.url) as stream,
     ):
-        functions = check_containers(api)
-        assert {"SenderFunction", "WebhookFunction"} <= set(functions)
+        expected = {"SenderFunction", "WebhookFunction"}
+        functions = check_containers(api, expected)
+        assert expected <= set(functions)
 
         # When
         response = requests.post(f"{api.url}/batches", json=REQUEST, timeout=120)

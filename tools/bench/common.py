@@ -110,20 +110,27 @@ def workload_spec(
 
 
 def run_workload(
-    name: str, spec: Mapping[str, Any], tree: Path, env: Mapping[str, str], work: Path
+    name: str,
+    spec: Mapping[str, Any],
+    tree: Path,
+    env: Mapping[str, str],
+    work: Path,
+    driver: str = "tools.bench.workload",
+    timeout: float = 900,
 ) -> dict[str, Any]:
-    """tools/bench/workload.py in the bench venv: one Lambda-like container of the BUILT code in `tree`."""
+    """A workload driver (tools/bench/workload.py unless told) in the bench venv: one Lambda-like
+    container of the BUILT code in `tree`."""
     spec_path, out_path = work / f"{name}.spec.json", work / f"{name}.out.json"
     spec_path.write_text(json.dumps({**spec, "tag": name}))
     function = FUNCTIONS[spec["function"]]
     # The function's folder, then the layer's, as Lambda's /var/task and /opt/python; then the driver.
     python_path = f"{tree / function}:{tree / 'opt' / 'python'}:{ROOT}"
     done = subprocess.run(
-        [str(BENCH_PYTHON), "-P", "-m", "tools.bench.workload", str(spec_path), str(out_path)],
+        [str(BENCH_PYTHON), "-P", "-m", driver, str(spec_path), str(out_path)],
         env={**env, "PYTHONPATH": python_path},
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         cwd=work,
     )
     if done.returncode != 0:

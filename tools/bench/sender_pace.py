@@ -19,16 +19,13 @@ BUILT code (tools/bench/sender_workload.py).
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tools.bench import cost
-from tools.bench.common import BENCH_PYTHON, StandIns, median, spread, workload_spec
-from tools.template_resources import ROOT
+from tools.bench.common import StandIns, median, run_workload, spread, workload_spec
 
 FUNCTION = "SenderFunction"
 PARALLEL_MESSAGES, PARALLEL_LATENCY_S, PARALLEL_CONCURRENCY = 1_000, 0.3, 4
@@ -107,21 +104,9 @@ def plan(reps: int) -> list[dict[str, Any]]:
 
 
 def run(tree: Path, ins: StandIns, env: Mapping[str, str], work: Path, reps: int) -> dict[str, Any]:
-    spec = workload_spec(ins.specs[FUNCTION], ins, plan(reps), tag="pace")
-    spec_path, out_path = work / "pace.spec.json", work / "pace.out.json"
-    spec_path.write_text(json.dumps(spec))
-    python_path = f"{tree / FUNCTION}:{tree / 'opt' / 'python'}:{ROOT}"
-    done = subprocess.run(
-        [str(BENCH_PYTHON), "-P", "-m", "tools.bench.sender_workload", str(spec_path), str(out_path)],
-        env={**env, "PYTHONPATH": python_path},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        cwd=work,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"sender pace workload failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    steps: list[dict[str, Any]] = json.loads(out_path.read_text())["steps"]
+    spec = workload_spec(ins.specs[FUNCTION], ins, plan(reps))
+    done = run_workload("pace", spec, tree, env, work, driver="tools.bench.sender_workload", timeout=1800)
+    steps: list[dict[str, Any]] = done["steps"]
     function = ins.specs[FUNCTION]
     return summarise(steps, function.timeout_seconds, function.memory_mb, int(env["OCELOT_MAX_MESSAGES"]))
 

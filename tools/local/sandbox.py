@@ -39,7 +39,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -183,33 +183,52 @@ class ConfigError(ValueError):
     pass
 
 
+def _fail_rules(value: Any) -> dict[str, FailRule]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("fail_recipients: expected an object {recipient: {status, times?, message?}}")
+    rules: dict[str, FailRule] = {}
+    for recipient, rule in value.items():
+        try:
+            rules[str(recipient)] = rule if isinstance(rule, FailRule) else FailRule(**rule)
+        except TypeError as error:
+            raise ConfigError(f"fail_recipients.{recipient}: {error}") from error
+    return rules
+
+
+def _loopback_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    host = urlsplit(str(value)).hostname or ""
+    if not str(value).startswith("http://") or not is_loopback_host(host):
+        raise ConfigError(f"webhook_url must be http:// on loopback (127.0.0.1), got {value!r}")
+    return str(value)
+
+
+def _replies(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError("replies: expected an object {last four digits: text}")
+    return {str(k): v for k, v in value.items()}
+
+
+# The settings that are not a plain value: each checked and converted by its own function.
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "replies": _replies,
+    "fail_recipients": _fail_rules,
+    "webhook_url": _loopback_url,
+}
+
+
 def _coerce(name: str, current: Any, value: Any) -> Any:
-    if name == "replies":
-        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
-            raise ConfigError("replies: expected an object {last four digits: text}")
-        return {str(k): v for k, v in value.items()}
-    if name == "fail_recipients":
-        if not isinstance(value, Mapping):
-            raise ConfigError("fail_recipients: expected an object {recipient: {status, times?, message?}}")
-        rules: dict[str, FailRule] = {}
-        for recipient, rule in value.items():
-            try:
-                rules[str(recipient)] = rule if isinstance(rule, FailRule) else FailRule(**rule)
-            except TypeError as error:
-                raise ConfigError(f"fail_recipients.{recipient}: {error}") from error
-        return rules
-    if name == "webhook_url":
-        if value is None:
-            return None
-        host = urlsplit(str(value)).hostname or ""
-        if not str(value).startswith("http://") or not is_loopback_host(host):
-            raise ConfigError(f"webhook_url must be http:// on loopback (127.0.0.1), got {value!r}")
-        return str(value)
+    """`value` as the type of the setting it changes, or a ConfigError saying what was expected."""
+    convert = _CONVERTERS.get(name)
+    if convert is not None:
+        return convert(value)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
     if isinstance(current, bool) or (current is None and isinstance(value, str | None)):
         return value
-    if isinstance(current, float) and isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(current, float) and number:
         return float(value)
-    if isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(current, int) and number and isinstance(value, int):
         return value
     if isinstance(current, str) and isinstance(value, str):
         return value
@@ -446,45 +465,17 @@ class Sandbox:
             # Always four draws in the same order, so one request's faults never shift another's.
             draw_503, draw_429, draw_slow, draw_timeout = (self._rng.random() for _ in range(4))
         entry: dict[str, Any] = {"n": number, "at": _now_iso(), "fault": None, "recipients": []}
-
-        def answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-            entry["status"] = status
-            with self._lock:
-                self._requests.append(entry)
-            return _json(status, body, headers)
-
-        if draw_503 < config.rate_503:
-            entry["fault"] = "503"
-            return answer(503, error_body(503, "Service Unavailable", "Service Unavailable"))
-        entry["auth"] = self._authenticate(request.headers.get("Authorization"), config)
-        if entry["auth"] != "ok":
-            return answer(401, error_body(401, "Invalid id or api key", "Unauthorized"))
-        if draw_429 < config.rate_429:
-            entry["fault"] = "429"
-            return answer(
-                429,
-                error_body(429, "ThrottlerException: Too Many Requests", "Too Many Requests"),
-                {"Retry-After": str(config.retry_after_seconds)},
-            )
-        try:
-            payload = json.loads(request.get_data())
-        except ValueError:
-            return answer(400, error_body(400, "Unexpected token in JSON body", "Bad Request"))
-        try:
-            send = SendRequest.model_validate(payload)
-        except ValidationError as error:
-            entry["problems"] = validation_problems(error)
-            return answer(400, error_body(400, validation_problems(error), "Bad Request"))
+        send = self._refused(request, config, entry, draw_503, draw_429)
+        if not isinstance(send, SendRequest):
+            return self._answer(entry, *send)
         entry["recipients"] = [m.to for m in send.messages]
-
         rule = self._take_fail_rule(send)
         if rule is not None:
             entry["fault"] = f"fail_recipients:{rule.status}"
             retry_after = {"Retry-After": str(config.retry_after_seconds)} if rule.status == 429 else None
-            return answer(
-                rule.status,
-                error_body(rule.status, rule.message or _reason(rule.status), _reason(rule.status)),
-                retry_after,
+            reason = _reason(rule.status)
+            return self._answer(
+                entry, rule.status, error_body(rule.status, rule.message or reason, reason), retry_after
             )
 
         accepted = self._accept(send, config)
@@ -494,13 +485,44 @@ class Sandbox:
             entry["fault"], delay = "accept_timeout", config.accept_timeout_seconds
         elif draw_slow < config.slow_rate:
             entry["fault"], delay = "slow", config.slow_seconds
-        response = answer(201, accepted.to_wire())
+        response = self._answer(entry, 201, accepted.to_wire())
         if delay:
             with self._lock:
                 self._accepted[-1]["response_delay_seconds"] = delay
             # The batch is taken and its callbacks are on their way; only the answer is late.
             time.sleep(delay)
         return response
+
+    def _refused(
+        self, request: Request, config: SandboxConfig, entry: dict[str, Any], draw_503: float, draw_429: float
+    ) -> SendRequest | tuple[int, dict[str, Any], dict[str, str] | None]:
+        """The request as Ocelot validates it, or the refusal it gets, in Ocelot's order: unavailable,
+        unauthenticated, throttled, not JSON, invalid."""
+        if draw_503 < config.rate_503:
+            entry["fault"] = "503"
+            return 503, error_body(503, "Service Unavailable", "Service Unavailable"), None
+        entry["auth"] = self._authenticate(request.headers.get("Authorization"), config)
+        if entry["auth"] != "ok":
+            return 401, error_body(401, "Invalid id or api key", "Unauthorized"), None
+        if draw_429 < config.rate_429:
+            entry["fault"] = "429"
+            throttled = error_body(429, "ThrottlerException: Too Many Requests", "Too Many Requests")
+            return 429, throttled, {"Retry-After": str(config.retry_after_seconds)}
+        try:
+            return SendRequest.model_validate(json.loads(request.get_data()))
+        except ValidationError as error:
+            entry["problems"] = validation_problems(error)
+            return 400, error_body(400, validation_problems(error), "Bad Request"), None
+        except ValueError:  # not JSON
+            return 400, error_body(400, "Unexpected token in JSON body", "Bad Request"), None
+
+    def _answer(
+        self, entry: dict[str, Any], status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Response:
+        entry["status"] = status
+        with self._lock:
+            self._requests.append(entry)
+        return _json(status, body, headers)
 
     @staticmethod
     def _authenticate(header: str | None, config: SandboxConfig) -> str:

@@ -430,27 +430,30 @@ class LocalStack:
 # ---- running it ----------------------------------------------------------------------------------
 
 
-def run_foreground(options: StackOptions, parent_pid: int | None) -> int:
-    state_dir = options.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
-    pid_file, stack_file = state_dir / PID_FILE, state_dir / STACK_FILE
+def _claim(state_dir: Path) -> bool:
+    """This process's pid in the state directory, unless another stack runs from it."""
+    pid_file = state_dir / PID_FILE
     running, my_pid = read_pid(pid_file), os.getpid()
     if running and running != my_pid and is_stack_process(running):
         print(f"a local stack already runs from {state_dir} (pid {running}); `make local-down` stops it")
-        return 2
+        return False
     pid_file.write_text(f"{my_pid}\n")
-    stack_file.unlink(missing_ok=True)
-    stack = LocalStack(options)
-    stop_requested, ready = threading.Event(), threading.Event()
+    (state_dir / STACK_FILE).unlink(missing_ok=True)
+    return True
 
-    def cleanup() -> None:
-        stack.stop()
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            if StackInfo.load(stack_file).pid == my_pid:
-                stack_file.unlink()
-        if read_pid(pid_file) == my_pid:
-            pid_file.unlink(missing_ok=True)
 
+def _release(stack: LocalStack, state_dir: Path) -> None:
+    """Stop the stack, and remove the files that say it runs (if they still speak of this process)."""
+    stack.stop()
+    pid_file, stack_file, my_pid = state_dir / PID_FILE, state_dir / STACK_FILE, os.getpid()
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        if StackInfo.load(stack_file).pid == my_pid:
+            stack_file.unlink()
+    if read_pid(pid_file) == my_pid:
+        pid_file.unlink(missing_ok=True)
+
+
+def _stop_on_signals(stop_requested: threading.Event, ready: threading.Event) -> None:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if stop_requested.is_set():
             return  # already stopping: let the cleanup finish
@@ -461,11 +464,21 @@ def run_foreground(options: StackOptions, parent_pid: int | None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
-    atexit.register(cleanup)
+
+
+def run_foreground(options: StackOptions, parent_pid: int | None) -> int:
+    state_dir = options.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if not _claim(state_dir):
+        return 2
+    stack = LocalStack(options)
+    stop_requested, ready = threading.Event(), threading.Event()
+    _stop_on_signals(stop_requested, ready)
+    atexit.register(_release, stack, state_dir)
     try:
-        stack.start().write(stack_file)
+        stack.start().write(state_dir / STACK_FILE)
         ready.set()
-        print(f"local stack ready (pid {my_pid}): {stack_file}", flush=True)
+        print(f"local stack ready (pid {os.getpid()}): {state_dir / STACK_FILE}", flush=True)
         if parent_pid is not None:
             stop_with_parent(parent_pid, stop_requested.set)
         while not stop_requested.wait(0.5):
@@ -476,7 +489,7 @@ def run_foreground(options: StackOptions, parent_pid: int | None) -> int:
         log.exception("the local stack failed")
         return 1
     finally:
-        cleanup()
+        _release(stack, state_dir)
     return 0
 
 

@@ -117,7 +117,8 @@ class ApplierService:
         _count(items.events, outcomes)
         if items.problems:
             self._malformed(raw, items.problems, events=len(items.events))
-        logger.info(
+        # DEBUG: a line per delivery is most of the applier's log cost; the handler logs each batch.
+        logger.debug(
             "delivery applied",
             extra={
                 "deliveryId": raw.delivery_id,

@@ -1,7 +1,8 @@
 """JSON responses for the functions' API Gateway routes, and the one way domain errors become HTTP.
 
-Powertools' event handler is imported only where a resolver is built: the webhook answers its one
-route without one, for its cold start (docs/performance.md).
+Powertools' event handler is imported only where a resolver is built: the webhook and the Sender
+answer their one route without one, reading the HTTP API event (payload 2.0) as a plain mapping, for
+their cold start (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ def json_response(
     from aws_lambda_powertools.event_handler import Response
 
     return Response(status_code=status, content_type=JSON, body=json.dumps(body), headers=headers)
+
+
+def stage_name(event: Mapping[str, Any]) -> str:
+    """The stage's name when it is in the path (an HTTP API's `$default` stage is not)."""
+    stage = str(event.get("requestContext", {}).get("stage") or "$default")
+    return "" if stage == "$default" else stage
+
+
+def route(event: Mapping[str, Any]) -> tuple[str, str]:
+    """The request's method and path, the stage's name taken off the path."""
+    method = str(event.get("requestContext", {}).get("http", {}).get("method") or "")
+    stage = stage_name(event)
+    return method, str(event.get("rawPath") or "").removeprefix(f"/{stage}" if stage else "")
 
 
 def proxy_response(

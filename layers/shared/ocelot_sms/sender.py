@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
@@ -378,10 +379,7 @@ class SenderService:
         Suppressed messages are left out of each chunk's Ocelot request; a chunk of nothing else is
         not sent at all."""
         failed = _FirstFailure()
-
-        def attempt(chunk: Chunk) -> _Attempt:
-            return self._attempt(request, chunk, digest, suppressed, failed)
-
+        attempt = partial(self._attempt, request, digest, suppressed, failed)
         if self._executor is None or self._storer is None:
             for done in map(attempt, chunks):
                 self._store_ids(request, done, suppressed)
@@ -406,12 +404,13 @@ class SenderService:
     def _attempt(
         self,
         request: BatchRequest,
-        chunk: Chunk,
         digest: str,
         suppressed: frozenset[int],
         failed: _FirstFailure,
+        chunk: Chunk,
     ) -> _Attempt:
-        """One chunk sent at most once, unless an earlier one failed (then it is never started)."""
+        """One chunk sent at most once, unless a chunk before it failed. Only its messages to numbers not
+        suppressed go to Ocelot; a chunk of suppressed messages only is not sent."""
         if failed.before(chunk.index):
             return _Attempt(chunk)
         kept = chunk.kept(suppressed)

@@ -16,6 +16,9 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
+# The longest a function keeps a secret it read: what a rotation waits for (the CLI says so).
+SECRET_MAX_AGE_LIMIT = 300
+
 
 class SettingsError(ValueError):
     pass
@@ -118,7 +121,7 @@ class Settings:
     # Connect and read timeout of each Secrets Manager call (two attempts at most).
     secrets_timeout_seconds: Annotated[float, Positive] = 2.0
     # At most 5 minutes, so that a rotated key applies soon.
-    secret_max_age_seconds: Annotated[int, Between(0, 300)] = 300
+    secret_max_age_seconds: Annotated[int, Between(0, SECRET_MAX_AGE_LIMIT)] = SECRET_MAX_AGE_LIMIT
     raw_retention_days: Annotated[int, AtLeastOne] = 30
     data_retention_days: Annotated[int, AtLeastOne] = 400
     idempotency_expiry_seconds: Annotated[int, AtLeastOne] = 7 * 24 * 3600

@@ -239,6 +239,22 @@ def test_replay_until_defaults_to_now(target: Target, corrected_contract: None) 
     assert json.loads(result.output)["deliveries"] == 1
 
 
+def test_replay_of_many_deliveries_prints_the_report_alone(
+    target: Target, corrected_contract: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 120 stored deliveries (Powertools prints metrics by the hundred), and no metrics namespace
+    # configured, as on an operator's machine
+    for n in range(120):
+        _misnamed(f"m-many-{n}", f"e-many-{n}", "sent", datetime(2026, 11, 26, 10, 0, tzinfo=UTC))
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
+    # When they are replayed
+    result = run("replay", "--since", "2026-11-26", "--until", "2026-11-26")
+    # Then the command ends well, its output the report alone: no metric in the terminal
+    ended(result, Exit.DONE)
+    assert json.loads(result.output)["deliveries"] == 120
+    assert "_aws" not in result.output + result.stderr
+
+
 def test_replay_refuses_a_bad_instant(target: Target) -> None:
     result = run("replay", "--since", "yesterday")
     assert result.exit_code == 2

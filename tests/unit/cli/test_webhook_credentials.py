@@ -4,6 +4,7 @@ overlap ends, by the webhook's own check."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -62,7 +63,13 @@ def test_rotate_writes_the_secret_and_prints_what_to_give_ocelot(target: Target)
     assert stored["previous"]["password"] == WEBHOOK_CREDENTIALS["password"]
     until = datetime.fromisoformat(stored["previous"]["acceptedUntil"])
     assert timedelta(hours=5, minutes=59) < until - datetime.now(UTC) <= timedelta(hours=6)
-    assert f"before {stored['previous']['acceptedUntil']}" in result.output
+    # To be set in Ocelot once every function has read the new secret (cached at most 5 minutes),
+    # and before the previous credentials stop working
+    window = re.search(r"^(\S+) and (\S+): the functions read the secret", result.output, re.MULTILINE)
+    assert window is not None, result.output
+    assert window[2] == stored["previous"]["acceptedUntil"]
+    ready = datetime.fromisoformat(window[1])
+    assert timedelta(minutes=4, seconds=59) < ready - datetime.now(UTC) <= timedelta(minutes=5)
 
 
 def test_rotate_as_json_for_a_script(target: Target) -> None:
@@ -74,6 +81,9 @@ def test_rotate_as_json_for_a_script(target: Target) -> None:
     )
     assert (shown["username"], shown["password"]) == (stored["username"], stored["password"])
     assert shown["previousAcceptedUntil"] == stored["previous"]["acceptedUntil"]
+    assert datetime.fromisoformat(shown["setInOcelotFrom"]) < datetime.fromisoformat(
+        shown["previousAcceptedUntil"]
+    )
 
 
 def test_rotate_needs_a_webhook_secret(target: Target, monkeypatch: pytest.MonkeyPatch) -> None:

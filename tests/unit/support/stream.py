@@ -3,46 +3,19 @@ filtered as the event source mapping's FilterCriteria says, in Lambda's JSON (bi
 
 from __future__ import annotations
 
-import base64
-import json
-from datetime import datetime
 from typing import Any
 
 import boto3
 
-from tools.template_resources import resource
+from tools.local.event_sources import stream_record
+from tools.template_resources import Resolver, StreamSource, stream_sources
 
 
-def _filter() -> dict[str, Any]:
-    [pattern] = resource("ApplierStreamMapping")["Properties"]["FilterCriteria"]["Filters"]
-    parsed: dict[str, Any] = json.loads(pattern["Pattern"])
-    return parsed
-
-
-def _matches(record: dict[str, Any], pattern: dict[str, Any]) -> bool:
-    """EventBridge-style matching, as far as the template's pattern uses it (nested keys, values)."""
-    for key, wanted in pattern.items():
-        value = record.get(key)
-        if isinstance(wanted, dict):
-            if not isinstance(value, dict) or not _matches(value, wanted):
-                return False
-        elif value not in wanted:
-            return False
-    return True
-
-
-def _lambda_json(value: Any) -> Any:
-    """boto3 hands binaries over as bytes and times as datetimes; Lambda's event carries them in
-    base64 and in epoch seconds, as DynamoDB's JSON does."""
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, dict):
-        return {k: _lambda_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_lambda_json(v) for v in value]
-    return value
+def _applier_source() -> StreamSource:
+    """The applier's mapping as the template declares it (its filter is what matters here)."""
+    resolver = Resolver(parameters={}, refs={}, arns={}, region="us-east-1", account_id="123456789012")
+    [source] = stream_sources(resolver)["ApplierFunction"]
+    return source
 
 
 class TableStream:
@@ -53,7 +26,7 @@ class TableStream:
         arn = boto3.client("dynamodb").describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
         self._arn = arn
         self._iterators: dict[str, str] = {}
-        self._pattern = _filter()
+        self._source = _applier_source()
 
     def next_records(self) -> list[dict[str, Any]]:
         """The records written since the last call that the event source would hand the applier."""
@@ -69,11 +42,8 @@ class TableStream:
             )
             answer = self._client.get_records(ShardIterator=iterator)
             self._iterators[shard_id] = answer["NextShardIterator"]
-            for record in answer["Records"]:
-                shaped = _lambda_json(record)
-                shaped["eventSourceARN"] = self._arn
-                if _matches(shaped, self._pattern):
-                    records.append(shaped)
+            shaped = (stream_record(record, self._arn) for record in answer["Records"])
+            records.extend(record for record in shaped if self._source.accepts(record))
         return records
 
     def event(self) -> dict[str, Any]:
