@@ -18,6 +18,7 @@ from ocelot_sms.scheduling import fire_message, schedule_name
 from tests.events import load_event
 from tests.unit.functions.test_sender import invoke, json_body, post, sqs_record
 from tests.unit.support.aws import FakeContext
+from tests.unit.support.flows import delete_batch
 from tests.unit.support.ocelot import FakeOcelot, batch, guard_network, ocelot_mock
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -49,14 +50,7 @@ def ocelot(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Fak
 
 
 def delete(request_id: str) -> dict[str, Any]:
-    """DELETE /batches/{requestId} as API Gateway hands it to the function."""
-    event = load_event("api_post_batch")
-    path = f"/batches/{quote(request_id, safe='')}"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = "DELETE"
-    event["routeKey"] = event["requestContext"]["routeKey"] = "DELETE /batches/{requestId}"
-    event["body"] = None
-    return event
+    return delete_batch(f"/batches/{quote(request_id, safe='')}")
 
 
 def test_a_send_later_is_answered_202_with_its_schedule(
