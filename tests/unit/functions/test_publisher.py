@@ -55,7 +55,7 @@ def publish(env: dict[str, str], lambda_context: FakeContext) -> Callable[[], di
     stream = TableStream(env["TABLE_NAME"], "PublisherFunction")
 
     def invoke() -> dict[str, Any]:
-        return dict(publisher_app.lambda_handler(stream.event(), lambda_context))  # type: ignore[arg-type]
+        return dict(publisher_app.lambda_handler(stream.event(), lambda_context))
 
     return invoke
 

@@ -31,7 +31,7 @@ def test_an_empty_window_is_no_quiet_hours() -> None:
 def test_a_window_not_of_the_form_or_empty_is_refused(text: str) -> None:
     # Given a window that is not HH:MM-HH:MM, or one that starts where it ends
     # When / Then it is refused
-    with pytest.raises(ValueError, match="window|starts where"):
+    with pytest.raises(ValueError, match=r"window|starts where"):
         QuietHours.parse(text, CHICAGO)
 
 

@@ -157,7 +157,7 @@ def test_suppressed_numbers_are_left_out_and_reported(wired: Wired, ocelot: Fake
     # Given a suppressed number that appears twice in a request of four messages
     suppress(wired, phone(1))
     body = batch("left-out", 3)
-    body["messages"].append({"to": phone(1), "text": "again", "ref": "ref-again"})  # type: ignore[attr-defined]
+    body["messages"].append({"to": phone(1), "text": "again", "ref": "ref-again"})
     service = make_service()
 
     # When sent
