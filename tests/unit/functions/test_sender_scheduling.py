@@ -126,3 +126,30 @@ def test_the_schedules_message_sends_the_stored_request(
     assert [m["externalId"] for p in ocelot.payloads for m in p["messages"]] == ["ref-0", "ref-1"]
     # And a cancel now is too late
     assert invoke(delete("api-fire"), lambda_context)["statusCode"] == 409
+
+
+def test_send_at_beyond_35_days_is_422(
+    ocelot: FakeOcelot, scheduler: Any, lambda_context: FakeContext
+) -> None:
+    # Given a request for 36 days ahead; When posted; Then 422 naming sendAt, nothing stored or sent
+    at = datetime.now(UTC) + timedelta(days=36)
+    response = invoke(post(batch("api-too-far", 1, sendAt=at.isoformat())), lambda_context)
+    assert response["statusCode"] == 422
+    assert [p["field"] for p in json_body(response)["problems"]] == ["sendAt"]
+    assert scheduler.list_schedules(GroupName=GROUP)["Schedules"] == []
+    assert ocelot.sent == []
+
+
+def test_a_queue_message_with_send_at_is_scheduled_like_the_api(
+    ocelot: FakeOcelot, scheduler: Any, lambda_context: FakeContext
+) -> None:
+    # Given a request with sendAt put on the send queue
+    at = datetime.now(UTC) + timedelta(hours=2)
+    body = batch("sqs-later", 1, sendAt=at.isoformat())
+    record = sqs_record(load_event("sqs_batch")["Records"][0], "queued-later", body)
+
+    # When the Sender takes it; Then it is done with (not retried), scheduled, not sent
+    assert invoke({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    assert ocelot.sent == []
+    names = [s["Name"] for s in scheduler.list_schedules(GroupName=GROUP)["Schedules"]]
+    assert names == [schedule_name("sqs-later")]
