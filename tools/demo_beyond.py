@@ -30,6 +30,7 @@ class Beyond:
         self.client = client
         self.run_id = run_id
         self.remaining = remaining
+        self.answered: Counter[int] = Counter()  # POST /batches status codes of this step
 
     def _batch(self, kind: str, numbers: list[str], **extra: Any) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class Beyond:
         response = self.client.post_batch_until_answered(body, timeout=self.remaining())
         if response.status_code not in (201, 202):
             raise RuntimeError(f"the API answered {response.status_code}: {response.text}")
+        self.answered[response.status_code] += 1
         answer: dict[str, Any] = response.json()
         return answer
 
@@ -103,9 +105,26 @@ class Beyond:
         )
         return True
 
+    def settle(self) -> None:
+        """Every callback of the whole demo delivered and applied; what the webhook was sent, in all."""
+
+        def delivered() -> dict[str, Any] | None:
+            record = self.client.sandbox_record()
+            return record if record["pending"] == 0 else None
+
+        record = wait_for(delivered, self.remaining(), "the last callbacks")
+        self.client.settle_streams(self.remaining())
+        attempts = record["callback_attempts"]
+        acknowledged = sum(1 for a in attempts if a["status_code"] == 200)
+        _note(
+            f"POST /batches in this step: {self.answered[201]} answered 201, {self.answered[202]} answered "
+            f"202 | in the whole demo: callback attempts {len(attempts)}, {acknowledged} acknowledged"
+        )
+
 
 def run_beyond(client: StackClient, run_id: str, remaining: Callable[[], float]) -> bool:
     """Each part in turn; True when every one showed what it should."""
     beyond = Beyond(client, run_id, remaining)
     results = [beyond.scheduled_send(), beyond.stop_reply(), beyond.events_out()]
+    beyond.settle()
     return all(results)
