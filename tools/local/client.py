@@ -355,7 +355,8 @@ class StackClient:
         sent: dict[str, set[str]] = {}
         for attempt in record["callback_attempts"]:
             for event_id, message_id in zip(attempt["event_ids"], attempt["message_ids"], strict=True):
-                sent.setdefault(message_id, set()).add(event_id)
+                if message_id is not None:  # a reply is an event of no message
+                    sent.setdefault(message_id, set()).add(event_id)
         states = self.states([m.message_id for m in messages])
         received = self.received_event_items()
         reports = []

@@ -263,7 +263,7 @@ class _Delivery:
     delivery_id: str
     body: bytes  # kept as sent: a retry repeats the very same payload
     event_ids: list[str]
-    message_ids: list[str]
+    message_ids: list[str | None]  # None for an event of no message (a reply)
     is_array: bool
     attempt: int = 1
     malformed: int = 0  # items that are not events
@@ -808,7 +808,7 @@ class Sandbox:
             delivery_id=self._new_id("delivery"),
             body=gzip.compress(body) if compressed else body,
             event_ids=[e["eventId"] for e in events],
-            message_ids=[e["messageId"] for e in events if e.get("messageId")],
+            message_ids=[e.get("messageId") for e in events],  # None for a reply (no message of ours)
             is_array=len(items) > 1,
             malformed=malformed,
             bulk=bulk,
