@@ -50,20 +50,16 @@ format: install ## Apply ruff's fixes and formatting
 unit: install ## Unit tests (no network) with the coverage gate
 	$(BIN)/pytest tests/unit -n 2 --cov --cov-report=term $(PYTEST_ARGS)
 
-test: lint ## Everything CI runs: lint, then every test suite, coverage >= 90%
-	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+# The local stacks and sam local run in processes of their own (nothing for coverage to see), and
+# share ports and the build directory: one worker.
+test: lint unit ## Everything CI runs: lint, the unit tests with the coverage gate, the stack suites
+	$(BIN)/pytest tests/integration tests/sam_local $(PYTEST_ARGS)
 
-# Lambda's /opt and /var/task are read-only: without .pyc files in the artifacts, every cold start
-# compiles every module it imports (docs/performance.md). Hash-based pycs do not depend on the source
-# timestamps surviving the zip; the never-imported parts of the dependencies are not compiled, and
-# Powertools' Swagger UI assets (unused: no enable_swagger) are dropped, so the layer stays < 16 MB.
-PRECOMPILE_EXCLUDE := pydantic/(v1|deprecated)/|pydantic/mypy\.py|urllib3/contrib/emscripten/|aws_lambda_powertools/utilities/(auth_alpha|feature_flags|circuit_breaker|kafka|data_masking|streaming|validation)/
-
-build: install ## sam build (layer with BuildMethod python3.13), then precompiled bytecode
-	$(BIN)/sam build --template template.yaml
-	rm -rf .aws-sam/build/SharedLayer/python/aws_lambda_powertools/event_handler/openapi/swagger_ui
-	$(BIN)/python -m compileall -q -j 0 --invalidation-mode unchecked-hash -x '$(PRECOMPILE_EXCLUDE)' \
-		.aws-sam/build/SharedLayer/python .aws-sam/build/*Function
+# Plain `sam build`: the layers (one per architecture) and the functions are built by their own
+# Makefiles (layers/shared/Makefile, functions/Makefile: precompiled, trimmed), so `sam build`,
+# `sam sync` and `sam pipeline` ship exactly what this target builds.
+build: install ## sam build: the shared layer (arm64 and x86_64) and the functions, precompiled
+	$(BIN)/sam build
 
 clean: ## Remove build output and caches (keeps the venv)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -3,10 +3,11 @@
 #
 #   make docker-up      start (installing if needed) a Docker engine
 #   make lambda-image   make sure the image exists; its name goes to .local/lambda-image (and the
-#                       alias samconfig.toml names, ocelot-sms/sam-invoke:python3.13, points at it)
+#                       alias samconfig.toml's `local` config env names, ocelot-sms/sam-invoke:python3.13,
+#                       points at it)
 #   make sam-test       sam validate --lint, then tests/sam_local: every events/ file through
 #                       `sam local invoke`, the SQS partial failures, start-api end to end
-#   make sam-env        .local/sam-env.json (samconfig's env_vars) for the stack of
+#   make sam-env        .local/sam-env.json (the `local` config env's env_vars) for the stack of
 #                       `make local-up LOCAL_ARGS="--functions none"`
 
 # Paths from this fragment's own location, so `make -C` and includes from elsewhere work.
@@ -28,13 +29,14 @@ lambda-image: docker-up ## Ensure the python3.13 Lambda image for sam local; nam
 	@tail -n 1 "$(SAMLOCAL_IMAGE_FILE).tmp" > "$(SAMLOCAL_IMAGE_FILE)" && rm -f "$(SAMLOCAL_IMAGE_FILE).tmp"
 	@echo "lambda image: $$(cat "$(SAMLOCAL_IMAGE_FILE)") (in $(SAMLOCAL_IMAGE_FILE))"
 
-# `build` is the main Makefile's (sam build, python3.13). Each phase prints its own time.
+# `build` is the main Makefile's: plain `sam build` (both layers; sam local runs the x86_64 one). Each
+# phase prints its own time.
 sam-test: docker-up lambda-image build ## sam local: validate --lint, every events/ file invoked, SQS failures, start-api e2e
 	@cd "$(SAMLOCAL_ROOT)" && TIMEFORMAT='sam-test: sam validate --lint %1Rs' && \
 	  time $(BIN)/sam validate --lint --template template.yaml
 	@cd "$(SAMLOCAL_ROOT)" && TIMEFORMAT='sam-test: pytest tests/sam_local %1Rs' && \
 	  time $(BIN)/pytest tests/sam_local $(PYTEST_ARGS)
 
-sam-env: install ## Write .local/sam-env.json (samconfig's env_vars) from the running local stack's stack.json
+sam-env: install ## Write .local/sam-env.json (config env local's env_vars) from the local stack's stack.json
 	cd "$(SAMLOCAL_ROOT)" && $(BIN)/python -m tools.sam_local.env_vars \
 	  --stack "$(SAMLOCAL_STATE_DIR)/stack.json" --out "$(SAMLOCAL_STATE_DIR)/sam-env.json"

@@ -10,7 +10,7 @@ from what is deployed.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -294,16 +294,50 @@ def _get_att(node: Any, attribute: str, where: str) -> str:
     return str(node["Fn::GetAtt"][0])
 
 
-def stream_sources(resolver: Resolver) -> dict[str, list[StreamSource]]:
-    """The template's event source mappings on a table's stream, by the function they invoke."""
-    sources: dict[str, list[StreamSource]] = {}
+def _mappings(attribute: str) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """The template's event source mappings whose source is `!GetAtt <resource>.<attribute>` (StreamArn:
+    a table's stream; Arn: a queue): each one's logical id, properties and function."""
     for logical_id, spec in load_template()["Resources"].items():
         if spec.get("Type") != MAPPING_TYPE:
             continue
         given = spec["Properties"]
+        source = given["EventSourceArn"]
+        if not (isinstance(source, dict) and list(source) == ["Fn::GetAtt"]):
+            raise TemplateError(f"{logical_id}.EventSourceArn: expected !GetAtt <resource>.<attribute>")
+        if source["Fn::GetAtt"][1] != attribute:
+            continue
         function = given["FunctionName"].get("Ref") if isinstance(given["FunctionName"], dict) else None
         if function is None:
             raise TemplateError(f"{logical_id}: FunctionName must be !Ref <function>")
+        yield logical_id, given, function
+
+
+def queue_sources(resolver: Resolver) -> dict[str, list[SqsSource]]:
+    """The template's event source mappings on a queue, by the function they invoke."""
+    sources: dict[str, list[SqsSource]] = {}
+    for logical_id, given, function in _mappings("Arn"):
+        queue = _get_att(given["EventSourceArn"], "Arn", f"{logical_id}.EventSourceArn")
+        if load_template()["Resources"][queue].get("Type") != QUEUE_TYPE:
+            raise TemplateError(f"{logical_id}: only queues and table streams are emulated locally")
+        sources.setdefault(function, []).append(_sqs_source(queue, given, resolver))
+    return sources
+
+
+def _sqs_source(queue: str, given: Mapping[str, Any], resolver: Resolver) -> SqsSource:
+    """An SQS event source mapping's properties, resolved."""
+    return SqsSource(
+        queue=queue,
+        batch_size=int(resolver.value(given.get("BatchSize", 10))),
+        batching_window_seconds=float(resolver.value(given.get("MaximumBatchingWindowInSeconds", 0))),
+        report_batch_item_failures="ReportBatchItemFailures"
+        in resolver.value(given.get("FunctionResponseTypes", [])),
+    )
+
+
+def stream_sources(resolver: Resolver) -> dict[str, list[StreamSource]]:
+    """The template's event source mappings on a table's stream, by the function they invoke."""
+    sources: dict[str, list[StreamSource]] = {}
+    for logical_id, given, function in _mappings("StreamArn"):
         table = _get_att(given["EventSourceArn"], "StreamArn", f"{logical_id}.EventSourceArn")
         destination = given.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
         patterns = [f["Pattern"] for f in given.get("FilterCriteria", {}).get("Filters", [])]
@@ -336,6 +370,7 @@ def function_specs(resolver: Resolver) -> list[FunctionSpec]:
     template = load_template()
     globals_ = template.get("Globals", {}).get("Function", {})
     streams = stream_sources(resolver)
+    queues = queue_sources(resolver)
     specs = []
     for logical_id, spec in template["Resources"].items():
         if spec.get("Type") != FUNCTION_TYPE:
@@ -343,7 +378,9 @@ def function_specs(resolver: Resolver) -> list[FunctionSpec]:
         properties = {**globals_, **spec.get("Properties", {})}
         environment = resolver.value(function_environment(logical_id))
         routes: list[HttpRoute] = []
-        sources: list[SqsSource] = []
+        # SQS events are event source mappings of their own (SAM's SQS event attaches a policy that
+        # reads every queue of the account): queue_sources.
+        sources: list[SqsSource] = list(queues.get(logical_id, ()))
         for name, event in properties.get("Events", {}).items():
             given = event.get("Properties", {})
 
@@ -353,19 +390,6 @@ def function_specs(resolver: Resolver) -> list[FunctionSpec]:
             match event.get("Type"):
                 case "HttpApi":
                     routes.append(HttpRoute(str(get("Method")).upper(), str(get("Path"))))
-                case "SQS":
-                    queue = given["Queue"]
-                    if not (isinstance(queue, dict) and "Fn::GetAtt" in queue):
-                        raise TemplateError(f"{logical_id}.{name}: the queue must be !GetAtt <Queue>.Arn")
-                    sources.append(
-                        SqsSource(
-                            queue=queue["Fn::GetAtt"][0],
-                            batch_size=int(get("BatchSize", 10)),
-                            batching_window_seconds=float(get("MaximumBatchingWindowInSeconds", 0)),
-                            report_batch_item_failures="ReportBatchItemFailures"
-                            in get("FunctionResponseTypes", []),
-                        )
-                    )
                 case "Schedule":
                     pass
                 case other:

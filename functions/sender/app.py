@@ -24,6 +24,7 @@ from ocelot_sms.errors import (
     DomainError,
     InProgress,
     InvalidRequest,
+    NotConfigured,
     NotFound,
     Rejected,
     SendingStarted,
@@ -49,6 +50,8 @@ ERRORS = {
     Cancelled: 409,
     SendingStarted: 409,
     Rejected: 502,
+    # The Ocelot secret holds its placeholder: the answer says which secret and what to put in it.
+    NotConfigured: 503,
     Unavailable: 503,
     StorageUnavailable: 503,
 }

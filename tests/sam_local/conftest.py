@@ -72,6 +72,15 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> harness.Provisioned
 
 
 @pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder plain `sam build` fills (built first if stale); no Docker engine needed."""
+    try:
+        return harness.build(tmp_path_factory.mktemp("build"))
+    except harness.ProvisionError as error:
+        pytest.fail(f"sam build failed: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
 def session_stack(
     provisioned: harness.Provisioned, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StackInfo]:

@@ -25,6 +25,7 @@ from tools.template_resources import Resolver, stream_sources
 # Re-exported from serve.py, so the tests name everything `harness.X`.
 BUILD_DIR = serve.BUILD_DIR
 BUILT_TEMPLATE = serve.BUILT_TEMPLATE
+build = serve.build
 ProvisionError = serve.ProvisionError
 EngineMissing = serve.EngineMissing
 Provisioned = serve.Provisioned

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import fields
+from functools import cache
 from typing import Any
 
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-from botocore.client import BaseClient
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
 
 from functions.applier import app as applier
 from functions.webhook import app as handler
@@ -18,8 +22,9 @@ from ocelot_sms.settings import Settings
 from ocelot_sms.store import DynamoStore, MessageRecord, keys
 from tests.events import load_event, with_body
 from tests.unit.support.aws import FakeContext
+from tests.unit.support.iam import Call, policy_statements, record_calls, refused, statement_resources
 from tests.unit.support.stream import TableStream
-from tools.template_resources import create_queue_pair, function_environment, load_template, resource
+from tools.template_resources import ROOT, create_queue_pair, function_environment, load_template, resource
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -126,21 +131,36 @@ def test_tables_are_protected(table_id: str) -> None:
 # ---- functions and layer ------------------------------------------------------------------------
 
 
-def test_globals_set_the_runtime_and_tracing() -> None:
+def test_globals_set_the_runtime_and_tracing_off_unless_asked() -> None:
     globals_ = TEMPLATE["Globals"]["Function"]
     assert globals_["Runtime"] == "python3.13"
-    assert globals_["Tracing"] == "Active"
+    # Tracing is the Tracing parameter, off by default (docs/performance.md, "Tracing")
+    assert globals_["Tracing"] == {"Ref": "Tracing"}
+    assert TEMPLATE["Parameters"]["Tracing"]["Default"] == "Disabled"
+    assert TEMPLATE["Parameters"]["Tracing"]["AllowedValues"] == ["Disabled", "Active"]
     # And no function overrides them
     for properties in (f["Properties"] for f in functions().values()):
         assert properties.get("Runtime", "python3.13") == "python3.13"
-        assert properties.get("Tracing", "Active") == "Active"
+        assert "Tracing" not in properties
 
 
-def test_the_layer_is_built_for_python_313() -> None:
-    layer = resource("SharedLayer")
-    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+@pytest.mark.parametrize("layer_id", ["SharedLayer", "SharedLayerArm64"])
+def test_each_layer_is_built_by_its_makefile_for_python_313(layer_id: str) -> None:
+    layer = resource(layer_id)
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
-    assert {"Ref": "SharedLayer"} in TEMPLATE["Globals"]["Function"]["Layers"]
+    assert layer["Properties"]["ContentUri"] == "layers/shared/"
+    # And the layer's Makefile has the target `sam build` runs for it
+    makefile = (ROOT / "layers" / "shared" / "Makefile").read_text()
+    assert f"\nbuild-{layer_id}:" in makefile
+
+
+def test_every_function_is_built_by_the_functions_makefile() -> None:
+    makefile = (ROOT / "functions" / "Makefile").read_text()
+    for logical_id, function in functions().items():
+        assert function["Metadata"]["BuildMethod"] == "makefile"
+        assert function["Metadata"]["ContextPath"] == "functions"
+        assert logical_id in makefile.split("FUNCTIONS := ", 1)[1].splitlines()[0].split()
 
 
 def test_handlers_point_at_the_code() -> None:
@@ -198,19 +218,6 @@ def test_the_applier_may_read_its_stream_write_items_and_report_failed_records()
     }
 
 
-def recorded_calls(monkeypatch: pytest.MonkeyPatch) -> set[str]:
-    """Every AWS API call any client makes from now on, as the IAM action it needs."""
-    called: set[str] = set()
-    make_api_call = BaseClient._make_api_call  # type: ignore[attr-defined]
-
-    def recording(self: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
-        called.add(f"{self.meta.service_model.signing_name}:{operation_name}")
-        return make_api_call(self, operation_name, api_params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
-    return called
-
-
 @pytest.mark.usefixtures("atomic_dynamodb", "emf")
 def test_the_webhook_and_the_applier_call_only_what_their_policies_allow(
     aws: dict[str, Any], env: dict[str, str], lambda_context: FakeContext, monkeypatch: pytest.MonkeyPatch
@@ -221,21 +228,29 @@ def test_the_webhook_and_the_applier_call_only_what_their_policies_allow(
         {"not": "an event"},
     ]
     stream = TableStream(env["TABLE_NAME"])
+    names = {env["TABLE_NAME"]: "MessagesTable", env["WEBHOOK_SECRET_ID"]: "WebhookSecret"}
     # When the webhook handles the same delivery twice (duplicates, whose state is then checked)
-    called = recorded_calls(monkeypatch)
+    recorder = record_calls(monkeypatch, names)
     for _ in range(2):
         event = with_body(load_event("webhook_status_event"), body)
         assert handler.lambda_handler(event, lambda_context)["statusCode"] == 200
-    # Then it read its secret and wrote items, as its policy allows
-    assert called == {"dynamodb:PutItem", "secretsmanager:GetSecretValue"}
-    assert called <= allowed_actions("WebhookFunction")
+    # Then it read its secret and wrote items, as its policy allows, on its own table and secret
+    assert {(c.action, c.resource) for c in recorder.calls} == {
+        ("dynamodb:PutItem", "MessagesTable"),
+        ("secretsmanager:GetSecretValue", "WebhookSecret"),
+    }
+    assert refused(policy_statements("WebhookFunction"), recorder.calls) == []
     # When the applier applies both (the stream read by the test, as Lambda's poller reads it)
     records = stream.event()
-    called.clear()
+    recorder.calls.clear()
     assert applier.lambda_handler(records, lambda_context) == {"batchItemFailures": []}
     # Then it wrote, read and updated items, as its policy allows
-    assert called == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"}
-    assert called <= allowed_actions("ApplierFunction")
+    assert {c.action for c in recorder.calls} == {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+    }
+    assert refused(policy_statements("ApplierFunction"), recorder.calls) == []
 
 
 def test_only_the_webhook_route_is_public() -> None:
@@ -363,3 +378,187 @@ def test_every_failure_of_the_webhook_path_has_an_alarm_that_tells_the_topic() -
         assert properties["AlarmActions"] == {
             "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
         }
+
+
+def test_the_ocelot_secret_not_set_has_an_alarm_on_the_metric_the_sender_emits() -> None:
+    # Given the metric the Sender emits when the Ocelot secret holds its placeholder (test_sender.py
+    # asserts the Sender emits it); Then an alarm reads it, on the first one, in the Sender's namespace
+    [properties] = [p for p in alarms().values() if "OcelotSecretNotSet" in alarm_metrics(p)]
+    assert (
+        properties["Namespace"]
+        == TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    )
+    assert (properties["Threshold"], properties["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert "OcelotSecretId" in properties["AlarmDescription"]
+
+
+# ---- the roles the stack creates, as CloudFormation receives them (SAM's transform) ----------------
+
+# Actions that take no resource-level permission: a statement of them alone may name "*".
+NO_RESOURCE_ACTIONS = frozenset(
+    {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
+)
+AWS_POLICY = "arn:aws:iam::aws:policy/"
+# What SAM attaches to every function role: AWS's own policy for Lambda's logs, and with tracing on,
+# X-Ray's write-only policy (its actions take no resource).
+BASIC_EXECUTION = "service-role/AWSLambdaBasicExecutionRole"
+XRAY_WRITE = "AWSXrayWriteOnlyAccess"
+
+
+@cache
+def transformed(tracing: str) -> dict[str, Any]:
+    """template.yaml through the SAM translator that aws-sam-cli installs, as CloudFormation's
+    AWS::Serverless transform runs it, with Tracing as given and the other parameters' defaults: the
+    code where `sam deploy` uploads it (S3), as the transform receives it."""
+    template = copy.deepcopy(TEMPLATE)
+    for logical_id, spec in template["Resources"].items():
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in spec.get("Properties", {}):
+                spec["Properties"][uri] = f"s3://artifacts/{logical_id}.zip"
+    session = boto3.session.Session(region_name="us-east-1")  # the region's name only: no call is made
+    translator = Translator(managed_policy_map={}, sam_parser=Parser(), boto_session=session)
+    pseudo = {"AWS::Region": "us-east-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012"}
+    result: dict[str, Any] = translator.translate(
+        sam_template=template, parameter_values={"Tracing": tracing, **pseudo}
+    )
+    return result
+
+
+def created(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def wildcard_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements naming "*" as a resource for an action that takes resources."""
+    found = []
+    for statement in document["Statement"]:
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        if "*" in resources and not set(actions(statement)) <= NO_RESOURCE_ACTIONS:
+            found.append(statement)
+    return found
+
+
+@pytest.mark.parametrize("tracing", ["Disabled", "Active"])
+def test_no_role_the_stack_creates_has_a_wildcard_resource(tracing: str) -> None:
+    # Given the template as CloudFormation receives it after SAM's transform
+    template = transformed(tracing)
+    roles = created(template, "AWS::IAM::Role")
+    # Then there is one role per function (none for the event source mappings: Lambda's own)
+    assert set(roles) == {f"{function}Role" for function in functions()}
+    for role_id, role in roles.items():
+        # And no inline statement of any role names "*" where its actions take a resource
+        for policy in role.get("Policies", []):
+            assert wildcard_statements(policy["PolicyDocument"]) == [], (role_id, policy["PolicyName"])
+        # And the only managed policies are Lambda's logging one, and X-Ray's when tracing is on:
+        # no AWSLambdaSQSQueueExecutionRole (receive and delete on every queue), nor any other
+        attached = [arn.removeprefix(AWS_POLICY) for arn in role["ManagedPolicyArns"]]
+        assert attached == [BASIC_EXECUTION] + ([XRAY_WRITE] if tracing == "Active" else []), role_id
+    # And the policies the stack hands out name no "*" either
+    for policy_id, policy in created(template, "AWS::IAM::ManagedPolicy").items():
+        assert wildcard_statements(policy["PolicyDocument"]) == [], policy_id
+
+
+@pytest.mark.parametrize("tracing", ["Disabled", "Active"])
+def test_functions_are_traced_only_when_tracing_is_active(tracing: str) -> None:
+    # Given the transformed template with Tracing as given
+    deployed = created(transformed(tracing), "AWS::Lambda::Function")
+    # Then every function has Lambda's active tracing when asked, and no tracing configuration otherwise
+    expected = {"Mode": {"Ref": "Tracing"}} if tracing == "Active" else None
+    assert {name: f.get("TracingConfig") for name, f in deployed.items()} == dict.fromkeys(deployed, expected)
+
+
+def test_the_sender_reads_its_own_queue_alone_through_an_event_source_mapping() -> None:
+    # Given the Sender's event source mapping on the send queue
+    mapping = resource("SenderQueueMapping")["Properties"]
+    assert mapping["FunctionName"] == {"Ref": "SenderFunction"}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["SendQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "QueueMaximumConcurrency"}}
+    assert {e["Type"] for e in resource("SenderFunction")["Properties"]["Events"].values()} == {"HttpApi"}
+    # Then the Sender's role lets Lambda's poller receive, delete and read the attributes of that
+    # queue, and names no other queue
+    statements = policy_statements("SenderFunction")
+    poller = [
+        Call(f"sqs:{a}", "SendQueue") for a in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
+    ]
+    assert refused(statements, poller) == []
+    queues = [statement_resources(s) for s in statements if any(a.startswith("sqs:") for a in actions(s))]
+    assert set().union(*queues) == {"SendQueue"}
+
+
+# ---- parameters: what `sam deploy --guided` and the console ask ---------------------------------------
+
+PARAMETERS: dict[str, dict[str, Any]] = TEMPLATE["Parameters"]
+INTERFACE: dict[str, Any] = TEMPLATE["Metadata"]["AWS::CloudFormation::Interface"]
+
+
+@pytest.mark.parametrize("name", list(PARAMETERS))
+def test_every_parameter_says_what_it_is_and_bounds_its_value(name: str) -> None:
+    parameter = PARAMETERS[name]
+    assert len(parameter.get("Description", "")) > 20, name
+    constrained = (
+        "AllowedValues" in parameter
+        or "AllowedPattern" in parameter
+        or {"MinValue", "MaxValue"} <= set(parameter)
+    )
+    assert constrained, f"{name}: no AllowedValues, AllowedPattern or MinValue/MaxValue"
+    if "AllowedPattern" in parameter:
+        # A refused value is explained, and the default itself is allowed
+        assert parameter.get("ConstraintDescription"), name
+        assert re.fullmatch(parameter["AllowedPattern"], str(parameter["Default"])), name
+
+
+def test_every_parameter_has_a_group_and_a_label_and_guided_deploy_asks_them_group_by_group() -> None:
+    grouped = [name for group in INTERFACE["ParameterGroups"] for name in group["Parameters"]]
+    assert sorted(grouped) == sorted(PARAMETERS), "each parameter in exactly one group"
+    assert set(INTERFACE["ParameterLabels"]) == set(PARAMETERS)
+    # `sam deploy --guided` asks in template order: the groups' order, the Ocelot account first
+    assert list(PARAMETERS) == grouped
+    assert grouped[:2] == ["OcelotSecretArn", "DefaultSender"]
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed", "mistakes"),
+    [
+        (
+            "DefaultSender",
+            ["", "+15550000000", "+447700900123"],
+            ["5550000000", "+0155", "+1 555 000", "+1555x"],
+        ),
+        (
+            "OcelotBaseUrl",
+            ["https://ai.ocelotbot.com", "https://sandbox.ocelotbot.com:8443/v2"],
+            [
+                "http://ai.ocelotbot.com",
+                "ai.ocelotbot.com",
+                "https://",
+                "https://a.com/?key=1",
+                "https://a b",
+            ],
+        ),
+        (
+            "OcelotSecretArn",
+            ["", "arn:aws:secretsmanager:us-east-1:123456789012:secret:ocelot-AbCdEf"],
+            ["ocelot", "arn:aws:sns:us-east-1:123456789012:x", "arn:aws:secretsmanager:us-east-1:1:secret:x"],
+        ),
+        (
+            "AlarmTopicArn",
+            ["", "arn:aws:sns:us-east-1:123456789012:ops-alarms"],
+            ["ops-alarms", "arn:aws:sqs:us-east-1:123456789012:q"],
+        ),
+        ("DefaultOperatorId", ["", "operator-1", "8d1b0f3c-5b1e-4c1b-9a45-0c1f6f0e5d7a"], ["two words"]),
+    ],
+)
+def test_patterns_take_what_they_should_and_refuse_the_mistakes(
+    name: str, allowed: list[str], mistakes: list[str]
+) -> None:
+    # CloudFormation matches an AllowedPattern against the whole value
+    pattern = PARAMETERS[name]["AllowedPattern"]
+    assert [v for v in allowed if not re.fullmatch(pattern, v)] == []
+    assert [v for v in mistakes if re.fullmatch(pattern, v)] == []
+
+
+def test_the_webhook_secret_pattern_is_the_ocelot_secrets() -> None:
+    assert PARAMETERS["WebhookSecretArn"]["AllowedPattern"] == PARAMETERS["OcelotSecretArn"]["AllowedPattern"]

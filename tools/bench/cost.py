@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 LAMBDA_MB_PER_VCPU = 1769  # Lambda: 1,769 MB of memory = one full vCPU; CPU scales with memory
@@ -68,6 +69,16 @@ PRICES: dict[str, Price] = {
 CALLBACKS_PER_MESSAGE = 3  # queued, sent, delivered
 PLATFORM_LOG_BYTES = 400  # START/END/REPORT lines Lambda writes per invocation (+ X-Ray trace id)
 XRAY_SAMPLED = 0.05  # Lambda active tracing, default rule: 1 request/second + 5% of the rest
+
+
+@cache
+def traced_by_default() -> bool:
+    """Whether a stack deployed with the template's defaults has X-Ray traces to pay for."""
+    from tools.template_resources import load_template
+
+    return bool(load_template()["Parameters"]["Tracing"]["Default"] == "Active")
+
+
 OCELOT_LATENCY_S = 0.30  # per send request: the sandbox answers at once, the real API does not
 API_BILLING_STEP = 512 * 1024
 GB = 1024**3
@@ -110,7 +121,7 @@ def _per_million(
         "dynamodb_writes": invocations * (ddb["write_units"] + ddb["gsi_write_units"]) * _p("ddb_wru"),
         "dynamodb_reads": invocations * ddb["read_units"] * _p("ddb_rru"),
         "logs": invocations * log_bytes / GB * _p("logs_gb"),
-        "xray": invocations * XRAY_SAMPLED * _p("xray_trace"),
+        "xray": invocations * XRAY_SAMPLED * _p("xray_trace") if traced_by_default() else 0.0,
         "sqs": invocations * sqs_requests * _p("sqs_request"),
     }
 
@@ -257,7 +268,7 @@ def model(
         "prices": prices_table(),
         "assumptions": {
             "platform_log_bytes": PLATFORM_LOG_BYTES,
-            "xray_sampled": XRAY_SAMPLED,
+            "xray_sampled": XRAY_SAMPLED if traced_by_default() else 0.0,
             "ocelot_latency_s": OCELOT_LATENCY_S,
             "lambda_mb_per_vcpu": LAMBDA_MB_PER_VCPU,
         },

@@ -26,19 +26,20 @@ from typing import Any
 
 from tools.bench.common import BENCH_PYTHON, OCELOT_CREDENTIALS, StandIns, median, spread
 from tools.bench.events import batch_body, batch_event, sqs_event
-from tools.template_resources import ROOT
+from tools.local import lambda_context
 
 FUNCTION = "SenderFunction"
 # Path -> the baseline it is held against ("plain": no I/O, "io": one GetItem and one POST).
 PATHS = {"api_invalid": "plain", "api_dry_run": "plain", "api_send": "io", "sqs_send": "io"}
 WARM_INVOCATIONS = 2
+CONTEXT_MODULE = Path(lambda_context.__file__)
 _PLAIN = 'import boto3, requests\nboto3.client("dynamodb")\n'
 
 _SENDER = """\
-import json, sys, time
+import json, runpy, sys, time
 spec = json.load(open(sys.argv[1]))
-sys.path.append(spec["root"])
-from tools.local.lambda_context import LambdaContext
+# By file: only the function and the layer are importable, as in Lambda.
+LambdaContext = runpy.run_path(spec["context_module"])["LambdaContext"]
 context = LambdaContext("ocelot-sms-SenderFunction", 256, 90, "us-east-1")
 c0 = time.process_time()
 import app
@@ -133,7 +134,7 @@ def measure(tree: Path, env: Mapping[str, str], ins: StandIns, rounds: int, work
         kept = samples if number else defaultdict(list)
         kept["baseline"].append(_run(_BASELINE, baseline_spec, base_env, work))
         for path in PATHS:
-            spec = {"root": str(ROOT), "events": _events(path, f"{path}-{number}")}
+            spec = {"context_module": str(CONTEXT_MODULE), "events": _events(path, f"{path}-{number}")}
             kept[path].append(_run(_SENDER, spec, sender_env, work))
     return summarise(samples) | {"rounds": rounds, "offenders": offenders(tree, env, work)}
 
@@ -173,7 +174,7 @@ def offenders(tree: Path, env: Mapping[str, str], work: Path) -> dict[str, Any]:
     sender_env = {**env, "PYTHONPATH": f"{tree / FUNCTION}:{tree / 'opt' / 'python'}"}
     out = {}
     for path in PATHS:
-        spec = {"root": str(ROOT), "events": _events(path, f"{path}-imports")[:1]}
+        spec = {"context_module": str(CONTEXT_MODULE), "events": _events(path, f"{path}-imports")[:1]}
         packages: defaultdict[str, float] = defaultdict(float)
         for name, self_us in _imports(_run(_SENDER, spec, sender_env, work, "-X", "importtime")):
             if name not in known and not name.startswith("tools"):

@@ -52,6 +52,8 @@ FAKE_AWS = {
 # Passed through to SAM from our environment; nothing else is (SAM hands any shell variable named
 # like a template variable to the functions, so the environment starts empty).
 PASSTHROUGH: tuple[str, ...] = ("HOME", "LANG", "LC_ALL", "TMPDIR", "PYENV_ROOT")
+# pip's own settings, for the layer's build (layers/shared/Makefile installs its wheels with pip).
+PASSTHROUGH += ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT", "PIP_DEFAULT_TIMEOUT")
 PASSTHROUGH += tuple(f"DOCKER_{name}" for name in ("HOST", "CONFIG", "CERT_PATH", "TLS_VERIFY"))
 
 
@@ -173,9 +175,17 @@ def sam_environment(aws_endpoint_url: str | None, app_dir: Path) -> dict[str, st
 
 
 def sam_build(env: Mapping[str, str]) -> None:
-    result = run([*sam_command(), "build", "--template", "template.yaml"], timeout=900, env=env)
+    result = run([*sam_command(), "build"], timeout=900, env=env)
     if result.returncode != 0:
         raise ProvisionError(f"sam build failed:\n{tail(result.stdout + result.stderr, 25)}")
+
+
+def build(workdir: Path) -> Path:
+    """Plain `sam build` (no config env: what a user runs), unless the build is newer than its inputs;
+    the build folder. Needs no Docker engine."""
+    if not build_is_fresh():
+        sam_build(sam_environment(None, workdir / "sam-cli"))
+    return BUILD_DIR
 
 
 @dataclass(frozen=True)
@@ -196,8 +206,7 @@ def provision(workdir: Path, *, start_missing_engine: bool) -> Provisioned:
         if problem is not None:
             raise ProvisionError(f"CI: the Docker engine still does not answer: {problem}")
     image = ensure_image()
-    if not build_is_fresh():
-        sam_build(sam_environment(None, workdir / "sam-cli"))
+    build(workdir)
     # SAM passes a function only the variables its template declares: without this one, boto3 in the
     # functions would call real AWS instead of the local stack.
     undeclared = [
@@ -219,11 +228,20 @@ def free_port() -> int:
 # ---- start-api / start-lambda --------------------------------------------------------------------
 
 
+# samconfig.toml's config env for this repository's offline setup: the image ensure-image.sh tags,
+# no pull, the host's network, 127.0.0.1 for the emulators and servers, the functions on x86_64.
+CONFIG_ENV = "local"
+# Named, because SAM reads the samconfig.toml next to --template otherwise: the built template's
+# folder has none, and without it every setting above falls back to SAM's defaults (arm64, a pull).
+CONFIG_FILE = ROOT / "samconfig.toml"
+
+
 @dataclass
 class SamLocal:
-    """`sam local` as we run it: one image, the built template, AWS on loopback."""
+    """`sam local` as we run it: samconfig.toml's `local` config env, the built template, AWS on
+    loopback. Only what differs from run to run is passed as a flag."""
 
-    image: str
+    image: str  # what ensure-image.sh provided (samconfig names it by its alias)
     template: Path
     env: dict[str, str]
     workdir: Path
@@ -231,19 +249,8 @@ class SamLocal:
 
     def common_flags(self, env_file: Path) -> list[str]:
         return [
-            "--template",
-            str(self.template),
-            "--env-vars",
-            str(env_file),
-            "--invoke-image",
-            self.image,
-            "--skip-pull-image",
-            "--docker-network",
-            "host",
-            "--container-host",
-            LOOPBACK,
-            "--container-host-interface",
-            LOOPBACK,
+            *("--config-file", str(CONFIG_FILE), "--config-env", CONFIG_ENV),
+            *("--template", str(self.template), "--env-vars", str(env_file)),
         ]
 
     def write_json(self, stem: str, content: Any) -> Path:
@@ -291,13 +298,8 @@ class SamLocal:
             "local",
             subcommand,
             *extra,
-            "--host",
-            LOOPBACK,
             "--port",
             str(port),
-            # Containers started with the server (not one per request), each reused.
-            "--warm-containers",
-            "EAGER",
             *self.common_flags(self.env_file(variables)),
         ]
         log_path = self.workdir / f"{subcommand}-{port}.log"

@@ -8,6 +8,7 @@ without a redeploy.
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,14 +23,36 @@ class CredentialsError(RuntimeError):
     """The secret is missing or not the documented JSON shape."""
 
 
+class CredentialsNotSet(CredentialsError):
+    """The secret can be read but holds no usable credentials: the placeholder the stack created it
+    with, or not the documented shape. Only a person can fix it: sending cannot work until then."""
+
+    def __init__(self, secret_id: str, problem: str, expected: str) -> None:
+        super().__init__(f"secret {secret_id!r} {problem}; put {expected} in it")
+        self.secret_id = secret_id
+        self.problem = problem
+        self.expected = expected
+
+
+# What each secret must hold, as an operator writes it (never the values themselves).
+WEBHOOK_SECRET_SHAPE = '{"username": "<user>", "password": "<password>"} and/or {"token": "<token>"}'  # noqa: S105
+OCELOT_SECRET_SHAPE = '{"chatbotId": "<your chatbot\'s id>", "apiKey": "<its API key>"}'  # noqa: S105
+# The placeholder template.yaml creates the Ocelot secret with, and the ones people leave behind.
+_PLACEHOLDER = re.compile(
+    r"(replace[_ -]?me.*|change[_ -]?me|todo|tbd|x{3,}|\.{3}|<[^>]*>|your[_ -].*|placeholder)", re.IGNORECASE
+)
+
+
 def _load(
     secret_id: str,
     max_age: int,
     keys: tuple[str, ...],
+    shape: str,
     force_fetch: bool = False,
     provider: SecretsProvider | None = None,
 ) -> dict[str, Any]:
-    """The secret's JSON object, through `provider` (Powertools' default one when None)."""
+    """The secret's JSON object, through `provider` (Powertools' default one when None). `shape` is
+    what it must hold, for the message when it does not."""
     if not secret_id:
         raise CredentialsError("no secret configured")
     try:
@@ -40,11 +63,11 @@ def _load(
         else:
             value = provider.get(secret_id, transform="json", max_age=max_age, force_fetch=force_fetch)
     except parameters.exceptions.TransformParameterError as error:
-        raise CredentialsError(f"secret {secret_id!r} is not JSON") from error
+        raise CredentialsNotSet(secret_id, "is not JSON", shape) from error
     except parameters.exceptions.GetParameterError as error:
         raise CredentialsError(f"secret {secret_id!r} could not be read: {error}") from error
     if not isinstance(value, dict):
-        raise CredentialsError(f"secret {secret_id!r} must be a JSON object with {', '.join(keys)}")
+        raise CredentialsNotSet(secret_id, f"must be a JSON object with {', '.join(keys)}", shape)
     return {k: v for k, v in value.items() if k in keys and isinstance(v, str | dict)}
 
 
@@ -63,10 +86,14 @@ class OcelotCredentials:
         force_fetch: bool = False,
         provider: SecretsProvider | None = None,
     ) -> OcelotCredentials:
-        value = _load(secret_id, max_age, ("chatbotId", "apiKey"), force_fetch, provider)
+        value = _load(secret_id, max_age, ("chatbotId", "apiKey"), OCELOT_SECRET_SHAPE, force_fetch, provider)
         chatbot_id, api_key = _text(value.get("chatbotId")), _text(value.get("apiKey"))
         if not chatbot_id or not api_key:
-            raise CredentialsError(f"secret {secret_id!r} must hold chatbotId and apiKey")
+            raise CredentialsNotSet(secret_id, "must hold chatbotId and apiKey", OCELOT_SECRET_SHAPE)
+        for name, text in (("chatbotId", chatbot_id), ("apiKey", api_key)):
+            problem = _unusable(name, text)
+            if problem:
+                raise CredentialsNotSet(secret_id, problem, OCELOT_SECRET_SHAPE)
         return cls(chatbot_id=chatbot_id, api_key=api_key)
 
 
@@ -88,10 +115,11 @@ class WebhookCredentials:
 
     @classmethod
     def load(cls, secret_id: str, max_age: int, force_fetch: bool = False) -> WebhookCredentials:
-        value = _load(secret_id, max_age, ("username", "password", "token", "previous"), force_fetch)
+        keys = ("username", "password", "token", "previous")
+        value = _load(secret_id, max_age, keys, WEBHOOK_SECRET_SHAPE, force_fetch)
         creds = cls.from_value(value)
         if not creds.usable:
-            raise CredentialsError(f"secret {secret_id!r} needs username+password and/or token")
+            raise CredentialsNotSet(secret_id, "needs username+password and/or token", WEBHOOK_SECRET_SHAPE)
         return creds
 
     @classmethod
@@ -134,6 +162,17 @@ class WebhookCredentials:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _unusable(name: str, value: str) -> str | None:
+    """Why a credential Ocelot would refuse (401) is not worth sending, or None. Named, never shown."""
+    if _PLACEHOLDER.fullmatch(value.strip()):
+        return f"still holds a placeholder {name}"
+    if value != value.strip() or any(c.isspace() or not c.isprintable() for c in value):
+        return f"has spaces, line breaks or control characters in {name} (copied with them?)"
+    if name == "chatbotId" and ":" in value:
+        return "has a ':' in chatbotId, which Basic auth cannot carry"
+    return None
 
 
 def _instant(value: Any) -> datetime | None:

@@ -87,6 +87,15 @@ class Unavailable(DomainError):
     default_retry_after = 1.0
 
 
+class NotConfigured(Unavailable):
+    """The stack is not set up to send: the Ocelot secret holds its placeholder or is malformed.
+    Nothing was sent; the same request sends once a person has put the credentials in the secret."""
+
+    code = "not_configured"
+    # The time a person takes to fix it, rather than Unavailable's second: each try reads the secret.
+    default_retry_after = 300.0
+
+
 class StorageUnavailable(DomainError):
     """DynamoDB did not store what was asked; every write is idempotent, so a retry completes it."""
 

@@ -34,7 +34,7 @@ from ocelot_sms.contract import (
     SendResponse,
     parse_error_body,
 )
-from ocelot_sms.credentials import OcelotCredentials
+from ocelot_sms.credentials import CredentialsNotSet, OcelotCredentials
 
 # A Retry-After longer than this (an hour) is read as this: what we wait for, and what we pass on.
 RETRY_AFTER_CAP_SECONDS = 3600.0
@@ -63,6 +63,15 @@ class OcelotUnavailable(OcelotError):
 
 class OutOfTime(OcelotUnavailable):
     """No attempt was started: none could finish before the deadline (nothing was sent)."""
+
+
+class OcelotNotConfigured(OcelotUnavailable):
+    """The Ocelot secret holds a placeholder or is malformed: nothing was sent, nor will be until a
+    person puts the credentials in it (`error.not_set` says which secret and what it must hold)."""
+
+    def __init__(self, not_set: CredentialsNotSet) -> None:
+        super().__init__(f"the Ocelot credentials are not set: {not_set}")
+        self.not_set = not_set
 
 
 class OcelotOutcomeUnknown(OcelotError):
@@ -229,6 +238,7 @@ class HttpOcelotClient:
         self._url = base_url.rstrip("/") + SEND_PATH
         self._credentials = credentials
         self._credentials_lock = threading.Lock()
+        self._credentials_not_set = False
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self.pace = Pace()
@@ -266,8 +276,14 @@ class HttpOcelotClient:
         time.sleep(wait)
         try:
             with self._credentials_lock:  # one read for all the chunks starting at once
-                return self._credentials(False)
-        except Exception as error:  # CredentialsError, Secrets Manager unreachable: nothing was sent
+                credentials = self._credentials(self._credentials_not_set)
+                self._credentials_not_set = False
+                return credentials
+        except CredentialsNotSet as error:
+            # Read afresh next time, not from the cache: the send after the fix works at once.
+            self._credentials_not_set = True
+            raise OcelotNotConfigured(error) from error
+        except Exception as error:  # Secrets Manager unreachable, access denied: nothing was sent
             raise OcelotUnavailable(f"Ocelot credentials unavailable: {type(error).__name__}") from error
 
     def send(

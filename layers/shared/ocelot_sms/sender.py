@@ -49,6 +49,7 @@ from ocelot_sms.errors import (
     Conflict,
     InProgress,
     InvalidRequest,
+    NotConfigured,
     NotFound,
     Rejected,
     SendingStarted,
@@ -65,6 +66,7 @@ from ocelot_sms.models import (
 from ocelot_sms.observability import MetricUnit, logger, mask_phone, metrics
 from ocelot_sms.ocelot_client import (
     OcelotClient,
+    OcelotNotConfigured,
     OcelotOutcomeUnknown,
     OcelotRejected,
     OcelotUnavailable,
@@ -107,6 +109,8 @@ SCHEDULE_RETRY_AFTER = 30.0
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from ocelot_sms.credentials import CredentialsNotSet
 
 
 class SendQueue(Protocol):
@@ -153,6 +157,15 @@ _PRECEDENCE = (
     OcelotRejected,
     OcelotUnavailable,
 )
+
+
+def _report_not_configured(not_set: CredentialsNotSet) -> None:
+    """What OcelotSecretNotSetAlarm reads, and the line that tells an operator what to put where."""
+    metrics.add_metric(name="OcelotSecretNotSet", unit=MetricUnit.Count, value=1)
+    logger.error(
+        "the Ocelot secret is not set: nothing is sent until it is",
+        extra={"secretId": not_set.secret_id, "problem": not_set.problem, "put": not_set.expected},
+    )
 
 
 def request_hash(request: BatchRequest) -> str:
@@ -566,6 +579,9 @@ class SenderService:
             raise InProgress(message, details=details, retry_after=IN_PROGRESS_RETRY_AFTER) from error
         if isinstance(error, OcelotRejected):
             raise Rejected(str(error), details=details) from error
+        if isinstance(error, OcelotNotConfigured):
+            _report_not_configured(error.not_set)
+            raise NotConfigured(f"{error}; nothing was sent", details=details) from error
         waits = [e.retry_after for e in errors if isinstance(e, OcelotUnavailable) and e.retry_after]
         raise Unavailable(str(error), details=details, retry_after=max(waits, default=1.0)) from error
 

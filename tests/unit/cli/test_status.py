@@ -106,9 +106,12 @@ def test_status_as_csv_is_one_row_per_message_for_a_spreadsheet(shown_send: dict
 
 
 def test_status_as_json_is_the_api_answer_with_every_page(
-    target: Target, stack_api: list[str], ocelot: FakeOcelot
+    target: Target, stack_api: list[str], ocelot: FakeOcelot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Given a send of 501 messages (two pages of the status API), in Ocelot's full-size chunks
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "100")
     send("big", 501)
+    # When shown as JSON; Then every message of both pages is there
     result = run("--local", "status", "big", "--output", "json")
     ended(result, Exit.DONE)
     view = json.loads(result.output)

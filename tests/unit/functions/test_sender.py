@@ -603,6 +603,46 @@ def test_a_rotated_key_is_picked_up_on_401_without_a_redeploy(
     assert [s.authorization for s in ocelot.sent] == [DEFAULT_AUTH, DEFAULT_AUTH, new_auth]
 
 
+def test_the_placeholder_secret_is_503_naming_it_with_a_metric_and_nothing_sent(
+    aws: dict[str, Any],
+    env: dict[str, str],
+    ocelot: FakeOcelot,
+    lambda_context: FakeContext,
+    emf: EmfReader,
+) -> None:
+    # Given the Ocelot secret as the stack creates it: a placeholder chatbotId, a generated key
+    aws["secretsmanager"].put_secret_value(
+        SecretId=env["OCELOT_SECRET_ID"],
+        SecretString=json.dumps({"chatbotId": "REPLACE_ME", "apiKey": "Zx81yGq0aT3mW7bK2nP5sV9dF4hJ6cL1"}),
+    )
+
+    # When a batch is posted
+    response = invoke(load_event("api_post_batch"), lambda_context)
+
+    # Then 503 saying which secret holds what, and what to put in it; Ocelot was never called
+    assert response["statusCode"] == 503
+    body = json_body(response)
+    assert body["error"] == "not_configured"
+    assert "'ocelot-api' still holds a placeholder chatbotId" in body["message"]
+    assert '{"chatbotId": "<your chatbot' in body["message"]
+    assert body["details"]["result"]["chunks"][0]["status"] == "not_sent"
+    assert int(response["headers"]["Retry-After"]) >= 60
+    assert ocelot.sent == []
+    # And the alarm's metric and the line that tells the operator, without the key itself
+    assert emf.read()["OcelotSecretNotSet"] == 1
+    logged = "\n".join(emf.lines)
+    assert "the Ocelot secret is not set" in logged
+    assert "Zx81yGq0aT3mW7bK2nP5sV9dF4hJ6cL1" not in logged + response["body"]
+
+    # And once the operator has put the real credentials in it, the same request is sent at once
+    aws["secretsmanager"].put_secret_value(
+        SecretId=env["OCELOT_SECRET_ID"],
+        SecretString=json.dumps({"chatbotId": "chatbot-uuid", "apiKey": "real-key"}),
+    )
+    assert invoke(load_event("api_post_batch"), lambda_context)["statusCode"] == 201
+    assert [s.authorization for s in ocelot.sent] == [basic_auth("chatbot-uuid", "real-key")]
+
+
 # ---- dry run ---------------------------------------------------------------------------------------------
 
 
@@ -844,19 +884,10 @@ def test_unknown_and_sent_messages_are_counted_in_metrics(
 def test_chunks_not_started_in_the_api_s_time_are_202_pending_with_the_status_url(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot, lambda_context: FakeContext
 ) -> None:
-    # Given an API budget of 1 s, attempts of at most 0.9 s, chunks of 1 sent 2 at once, an Ocelot taking
-    # 0.3 s, and the send queue in moto
+    # Given an API budget that lets two chunks start and not the next two, and the send queue in moto
     queue_url = aws_queue(aws)
-    for name, value in {
-        "API_BUDGET_SECONDS": "1",
-        "CONNECT_TIMEOUT_SECONDS": "0.4",
-        "READ_TIMEOUT_SECONDS": "0.5",
-        "OCELOT_MAX_MESSAGES": "1",
-        "SEND_CONCURRENCY": "2",
-        "SEND_QUEUE_URL": queue_url,
-    }.items():
-        monkeypatch.setenv(name, value)
-    ocelot.default = InFlight(0.3)
+    short_api_budget(monkeypatch, ocelot)
+    monkeypatch.setenv("SEND_QUEUE_URL", queue_url)
     event = post(batch("pending-api", 4))
     event["headers"]["x-forwarded-proto"] = "https"
     event["headers"]["host"] = "abc123.execute-api.us-east-1.amazonaws.com"
@@ -884,16 +915,8 @@ def test_without_a_send_queue_what_the_api_cannot_start_is_503_not_sent(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot, lambda_context: FakeContext
 ) -> None:
     # Given the same slow Ocelot and short API budget, and no send queue configured
-    for name, value in {
-        "API_BUDGET_SECONDS": "1",
-        "CONNECT_TIMEOUT_SECONDS": "0.4",
-        "READ_TIMEOUT_SECONDS": "0.5",
-        "OCELOT_MAX_MESSAGES": "1",
-        "SEND_CONCURRENCY": "2",
-    }.items():
-        monkeypatch.setenv(name, value)
+    short_api_budget(monkeypatch, ocelot)
     monkeypatch.delenv("SEND_QUEUE_URL", raising=False)
-    ocelot.default = InFlight(0.3)
 
     # When posted; Then 503: the chunks not started are not_sent, saying why, and sendable again
     response = invoke(post(batch("no-queue-api", 4)), lambda_context)
@@ -901,6 +924,21 @@ def test_without_a_send_queue_what_the_api_cannot_start_is_503_not_sent(
     chunks = json_body(response)["details"]["result"]["chunks"]
     assert [c["status"] for c in chunks] == ["accepted", "accepted", "not_sent", "not_sent"]
     assert "no send queue is configured" in chunks[2]["reason"]
+
+
+def short_api_budget(monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot) -> None:
+    """Chunks of one message sent two at once, Ocelot taking 1.5 s each, attempts of at most 2.4 s
+    within an API budget of 3.5 s: the first two start (up to 1.1 s of set-up however loaded the
+    machine), the next two never can (1.5 s in, less than an attempt is left)."""
+    for name, value in {
+        "API_BUDGET_SECONDS": "3.5",
+        "CONNECT_TIMEOUT_SECONDS": "0.4",
+        "READ_TIMEOUT_SECONDS": "2.0",
+        "OCELOT_MAX_MESSAGES": "1",
+        "SEND_CONCURRENCY": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    ocelot.default = InFlight(1.5)
 
 
 def aws_queue(aws: dict[str, Any]) -> str:

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from ocelot_sms.credentials import CredentialsError, OcelotCredentials, WebhookCredentials
+from ocelot_sms.credentials import (
+    OCELOT_SECRET_SHAPE,
+    CredentialsError,
+    CredentialsNotSet,
+    OcelotCredentials,
+    WebhookCredentials,
+)
 from tests.unit.support.aws import OCELOT_CREDENTIALS, WEBHOOK_CREDENTIALS
 
 NEW_KEY = {"chatbotId": "chatbot-uuid", "apiKey": "reissued-key"}
@@ -106,6 +112,42 @@ def test_a_secret_of_the_wrong_shape_raises_credentials_error(
         OcelotCredentials.load(env["OCELOT_SECRET_ID"], 0)
     assert "12345" not in str(caught.value)
     assert "snake-case" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"chatbotId": "REPLACE_ME", "apiKey": "generated-by-the-stack-12345"}, "placeholder chatbotId"),
+        ({"chatbotId": "<your chatbot's id>", "apiKey": "k-12345"}, "placeholder chatbotId"),
+        ({"chatbotId": "chatbot-uuid", "apiKey": "CHANGEME"}, "placeholder apiKey"),
+        ({"chatbotId": "chatbot-uuid", "apiKey": "k-12345\n"}, "line breaks or control characters in apiKey"),
+        ({"chatbotId": "chatbot:uuid", "apiKey": "k-12345"}, "a ':' in chatbotId"),
+        ("chatbotId=chatbot-uuid apiKey=k-12345", "is not JSON"),
+    ],
+)
+def test_a_placeholder_or_malformed_secret_says_what_to_put_in_it(
+    aws: dict[str, Any], env: dict[str, str], value: Any, expected: str
+) -> None:
+    # Given a secret Ocelot would refuse: a placeholder left in, a pasted line break, not JSON
+    put_secret(aws, env["OCELOT_SECRET_ID"], value)
+
+    # When loaded; Then CredentialsNotSet names the secret, the problem and the shape to put in it
+    with pytest.raises(CredentialsNotSet, match=expected) as caught:
+        OcelotCredentials.load(env["OCELOT_SECRET_ID"], 0)
+    assert caught.value.secret_id == env["OCELOT_SECRET_ID"]
+    assert caught.value.expected == OCELOT_SECRET_SHAPE
+    assert f"put {OCELOT_SECRET_SHAPE} in it" in str(caught.value)
+    assert "12345" not in str(caught.value)
+
+
+def test_real_looking_credentials_are_not_taken_for_placeholders(
+    aws: dict[str, Any], env: dict[str, str]
+) -> None:
+    # Given a UUID chatbot id and a key with letters that spell words; When loaded; Then they are used
+    value = {"chatbotId": "0b6f1c2e-9a43-4d7e-8f10-3c5b2a7d9e41", "apiKey": "yourtodoreplaceXyZ123"}
+    put_secret(aws, env["OCELOT_SECRET_ID"], value)
+    credentials = OcelotCredentials.load(env["OCELOT_SECRET_ID"], 0)
+    assert (credentials.chatbot_id, credentials.api_key) == (value["chatbotId"], value["apiKey"])
 
 
 def test_no_secret_configured_raises_credentials_error(aws: dict[str, Any]) -> None:

@@ -21,11 +21,12 @@ from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 
 from ocelot_sms.contract import SEND_PATH, SendRequest
-from ocelot_sms.credentials import CredentialsError, OcelotCredentials
+from ocelot_sms.credentials import OCELOT_SECRET_SHAPE, CredentialsError, CredentialsNotSet, OcelotCredentials
 from ocelot_sms.ocelot_client import (
     RETRY_AFTER_CAP_SECONDS,
     DeadlineRetry,
     HttpOcelotClient,
+    OcelotNotConfigured,
     OcelotOutcomeUnknown,
     OcelotRejected,
     OcelotUnavailable,
@@ -433,6 +434,30 @@ def test_credentials_that_cannot_be_read_send_nothing_and_are_unavailable(
     with pytest.raises(OcelotUnavailable, match="credentials unavailable: CredentialsError"):
         client.send(wire(), soon())
     assert ocelot.sent == []
+
+
+def test_a_secret_not_set_sends_nothing_and_is_read_afresh_next_time(
+    ocelot: FakeOcelot, client: HttpOcelotClient, keys: Keys
+) -> None:
+    # Given a secret still holding the placeholder the stack created it with
+    keys.broken = CredentialsNotSet("ocelot-api", "still holds a placeholder chatbotId", OCELOT_SECRET_SHAPE)
+
+    # When a chunk is sent; Then nothing went out, and the error says which secret and what to put in it
+    with pytest.raises(OcelotNotConfigured) as caught:
+        client.send(wire(), soon())
+    assert ocelot.sent == []
+    assert isinstance(caught.value, OcelotUnavailable)  # certainly not sent
+    assert caught.value.not_set.secret_id == "ocelot-api"
+    assert "'ocelot-api' still holds a placeholder chatbotId; put {\"chatbotId\"" in str(caught.value)
+
+    # When an operator has put the credentials in it and the next chunk comes
+    keys.broken = None
+    client.send(wire(), soon())
+
+    # Then that read was forced past the cache (the fix works at once), and the one after is cached
+    client.send(wire(), soon())
+    assert keys.reads == [False, True, False]
+    assert len(ocelot.sent) == 2
 
 
 # ---- real sockets on loopback ----------------------------------------------------------------------
