@@ -4,11 +4,22 @@ next request; status changes and replies reach the stack's event bus; replies ar
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.integration.conftest import batch, recipients
 from tools.local.client import StackClient, wait_for
+
+
+@pytest.fixture(autouse=True)
+def callbacks_delivered(client: StackClient) -> Iterator[None]:
+    """Each test ends once the sandbox has delivered every callback its sends caused: none is left to
+    share a delivery with the next test's."""
+    yield
+    wait_for(lambda: client.sandbox_record()["pending"] == 0, 60, "the callbacks to be delivered")
 
 
 def _iso(at: datetime) -> str:

@@ -4,8 +4,11 @@ stack: `send --at` then `status` and `cancel`; `suppression add|list|remove`; `i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from ocelot_sms_cli.exits import Exit
 from tests.integration.conftest import request_id
@@ -13,6 +16,14 @@ from tests.integration.test_cli_terminal import MAPPING, TEMPLATE, checkout, exp
 from tools.local.client import StackClient, wait_for
 
 __all__ = ["checkout"]  # the fixture, used by the tests below
+
+
+@pytest.fixture(autouse=True)
+def callbacks_delivered(client: StackClient) -> Iterator[None]:
+    """Each test ends once the sandbox has delivered every callback its sends caused: none is left to
+    share a delivery with the next test's."""
+    yield
+    wait_for(lambda: client.sandbox_record()["pending"] == 0, 60, "the callbacks to be delivered")
 
 
 def test_a_send_at_a_later_time_shows_as_scheduled_and_is_cancelled(
