@@ -1,8 +1,9 @@
 """Status events out: every change of a message's current status, and every inbound text, published to
 an EventBridge bus as a documented event (README, "Status events"), for a school's own systems.
 
-Read from the table's stream (functions/publisher): the state items the applier (and the sweep)
-change, the inbound events it stores. Nothing is added to the webhook's or the applier's writes; a
+Read from the table's stream (functions/publisher): each message meta the Sender inserts (its first
+status, `accepted` by Ocelot), the state items the applier (and the sweep) change, the inbound events
+it stores. Nothing is added to the webhook's or the applier's writes; a
 change whose event EventBridge refuses is retried from the stream.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ocelot_sms.delivery import DeliveryStatus
 from ocelot_sms.observability import MetricUnit, logger, metrics
 from ocelot_sms.store import EventRecord, MessageRecord, MessageState, Store
 
@@ -19,7 +22,16 @@ SOURCE = "ocelot-sms"
 STATUS_CHANGED = "Message Status Changed"
 RECEIVED = "Message Received"
 
-Change = MessageState | EventRecord
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A message Ocelot accepted (its meta inserted by the Sender at `at`): its first status."""
+
+    meta: MessageRecord
+    at: str | None
+
+
+Change = Accepted | MessageState | EventRecord
 
 
 class EventBus(Protocol):
@@ -49,11 +61,27 @@ class PublisherService:
 
 
 def _entry(change: Change, metas: dict[str, MessageRecord]) -> dict[str, Any]:
-    if isinstance(change, MessageState):
+    if isinstance(change, Accepted):
+        detail, kind = status_detail(_accepted_state(change), change.meta), STATUS_CHANGED
+    elif isinstance(change, MessageState):
         detail, kind = status_detail(change, metas.get(change.message_id)), STATUS_CHANGED
     else:
         detail, kind = inbound_detail(change), RECEIVED
     return {"Source": SOURCE, "DetailType": kind, "Detail": json.dumps(detail, ensure_ascii=False)}
+
+
+def _accepted_state(change: Accepted) -> MessageState:
+    meta = change.meta
+    return MessageState(
+        meta.message_id,
+        DeliveryStatus.ACCEPTED.value,
+        order_key=None,
+        event_id=None,
+        event_time=change.at,
+        batch_id=meta.batch_id,
+        to=meta.to,
+        updated_at=change.at,
+    )
 
 
 def status_detail(state: MessageState, meta: MessageRecord | None) -> dict[str, Any]:

@@ -67,7 +67,8 @@ def test_status_changes_and_replies_reach_the_bus_as_documented_events(
     publish: Callable[[], dict[str, Any]],
     bus: Callable[[], list[dict[str, Any]]],
 ) -> None:
-    # Given a message sent, and Ocelot's callbacks: sent; then delivered with the recipient's reply
+    # Given a message sent (Ocelot accepted it), and Ocelot's callbacks: sent; then delivered with the
+    # recipient's reply
     sent = send("events-1", 1)
     message_id, to = sent.messages[0].message_id, sent.messages[0].to
     assert message_id is not None
@@ -91,14 +92,22 @@ def test_status_changes_and_replies_reach_the_bus_as_documented_events(
     # When the publisher gets the stream's records
     answer = publish()
 
-    # Then nothing failed, and the bus's rule delivered one status event and the reply
+    # Then nothing failed, and the bus's rule delivered each status the message had, and the reply
     assert answer == {"batchItemFailures": []}
     events = bus()
     assert sorted((e["detail-type"], e["detail"].get("status")) for e in events) == [
         ("Message Received", None),
+        ("Message Status Changed", "accepted"),
         ("Message Status Changed", "delivered"),
         ("Message Status Changed", "sent"),
     ]
+    accepted = next(e["detail"] for e in events if e["detail"].get("status") == "accepted")
+    assert (accepted["messageId"], accepted["requestId"], accepted["ref"]) == (
+        message_id,
+        "events-1",
+        "ref-0",
+    )
+    assert accepted["statusAt"] is not None
     changed = next(e for e in events if e["detail"].get("status") == "delivered")
     assert changed["source"] == "ocelot-sms"
     assert {k: changed["detail"][k] for k in ("messageId", "requestId", "ref", "recipient", "status")} == {
@@ -139,7 +148,8 @@ def test_an_event_the_bus_refuses_is_reported_for_the_stream_to_retry(
         lambda Entries: {"Entries": [{"ErrorCode": "ThrottlingException"} for _ in Entries]},
     )
 
-    # When published; Then its record is a batch item failure, and nothing reached the queue
+    # When published; Then its records (the message accepted, its status sent) are batch item
+    # failures, and nothing reached the queue
     answer = publish()
-    assert len(answer["batchItemFailures"]) == 1
+    assert len(answer["batchItemFailures"]) == 2
     assert bus() == []

@@ -11,6 +11,7 @@ from ocelot_sms.store.base import (
     StorageError,
     Store,
 )
+from ocelot_sms.store.codec import accepted_from_values as accepted_from_image
 from ocelot_sms.store.codec import event_from_values as event_from_image
 from ocelot_sms.store.codec import raw_from_values as raw_delivery_from_image
 from ocelot_sms.store.codec import state_from_values as state_from_image
@@ -78,6 +79,7 @@ __all__ = [
     "Suppression",
     "SuppressionPage",
     "SuppressionSource",
+    "accepted_from_image",
     "event_from_image",
     "raw_delivery_from_image",
     "state_from_image",

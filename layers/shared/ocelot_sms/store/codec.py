@@ -379,7 +379,10 @@ def sent_ref(item: Mapping[str, Any]) -> SentRef:
 
 
 def message_from(item: Mapping[str, Any]) -> MessageRecord:
-    plain = from_item(item)
+    return _message_record(from_item(item))
+
+
+def _message_record(plain: Mapping[str, Any]) -> MessageRecord:
     return MessageRecord(
         message_id=plain["messageId"],
         request_id=plain["requestId"],
@@ -422,6 +425,13 @@ def state_update(change: StateChange, updated_at: str, expires_at: int) -> dict[
 
 def state_from(item: Mapping[str, Any]) -> MessageState:
     return state_from_values(from_item(item))
+
+
+def accepted_from_values(values: Mapping[str, Any]) -> tuple[MessageRecord, str | None]:
+    """A message meta from its stream image's values (as Powertools hands them over), and when it was
+    written: when Ocelot's acceptance was recorded."""
+    plain = {k: _plain(v) for k, v in values.items()}
+    return _message_record(plain), plain.get("createdAt")
 
 
 def state_from_values(values: Mapping[str, Any]) -> MessageState:
