@@ -4,6 +4,8 @@ Starts a local stack of its own (or uses a running one with --stack-file), turns
 sandbox's chaos, submits one batch through the API and one through the send queue (20 messages that
 cover every scripted outcome), shows the callbacks arriving, prints one line per message and exits
 0 only if every message ended in the status the sandbox scripted, with no event lost or stored twice.
+Then it shows what the stack does beyond sending (tools/demo_beyond.py): a send scheduled a few
+seconds ahead, a STOP reply suppressing its number for the next batch, the events published.
 Everything is time-bound, and what it started it stops, also on Ctrl-C.
 
 Callbacks are acknowledged by the webhook as soon as they are stored, then applied by the applier from
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ocelot_sms.observability import mask_phone
+from tools.demo_beyond import run_beyond
 from tools.local import netguard
 from tools.local.client import MessageReport, SentMessage, StackClient, WaitTimeout, wait_for
 from tools.local.stack import StackInfo, StackProcess, StackStartError, interrupt_on_signals
@@ -38,6 +41,7 @@ from tools.template_resources import ROOT
 
 # The sandbox's script: last four digits -> final status (see tools/local/sandbox.py).
 SUFFIXES = ("0001", "0002", "0003", "0010", "0011", "0012", "0013", "0014", "0015", "0016")
+APPLIER = "ApplierFunction"  # the stream's other reader, the publisher, applies nothing
 CHAOS = {
     "rate_429": 0.1,
     "retry_after_seconds": 1,
@@ -119,7 +123,7 @@ class Demo:
     def applied(self) -> int:
         """Stream records the applier took (each a stored delivery), over the stack's life so far."""
         pollers = self.client.invocations()["pollers"]
-        return sum(int(p.get("records_done", 0)) for p in pollers if "mapping" in p)
+        return sum(int(p.get("records_done", 0)) for p in pollers if p.get("function") == APPLIER)
 
     def watch_callbacks(self, messages: Sequence[SentMessage]) -> dict[str, Any]:
         step(5, "Ocelot's callbacks: acknowledged by the webhook once stored, then applied from the stream")
@@ -164,7 +168,7 @@ TERMINAL = {"delivered", "undelivered", "failed", "opted_out"}
 
 
 def step(number: int, text: str) -> None:
-    print(f"\n[{number}/6] {text}", flush=True)
+    print(f"\n[{number}/7] {text}", flush=True)
 
 
 def note(text: str) -> None:
@@ -214,7 +218,9 @@ def run(client: StackClient, timeout: float, seed: int) -> bool:
         f"{acknowledged} acknowledged, {demo.applied() - demo.applied_before} applied | "
         f"send requests {len(requests_seen)} ({sum(1 for r in requests_seen if r['status'] == 429)} got 429)"
     )
-    return matched == len(reports) and len(reports) == 2 * len(SUFFIXES)
+    step(7, "Beyond sending: a send scheduled a few seconds ahead, a STOP reply, the events published")
+    beyond = run_beyond(client, demo.run_id, demo.remaining)
+    return matched == len(reports) and len(reports) == 2 * len(SUFFIXES) and beyond
 
 
 def provision_sam(workdir: Path) -> serve.Provisioned:
@@ -353,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _stop(args, stack, resources, code)
     verdict = {
         0: "PASS",
-        1: "FAIL: some messages did not end as scripted",
+        1: "FAIL: some messages did not end as scripted, or a step beyond sending did not show",
         130: "INTERRUPTED",
         143: "INTERRUPTED",
     }.get(code, "ERROR")

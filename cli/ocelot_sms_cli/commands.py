@@ -19,9 +19,20 @@ from ocelot_sms_cli.api import Api, NotFoundError, quoted
 from ocelot_sms_cli.context import OUTPUT_OPTION, SHOW_NUMBERS_OPTION, current_target, pass_target
 from ocelot_sms_cli.exits import EXIT_CODES, Exit, Failure
 from ocelot_sms_cli.follow import Followed, follow
-from ocelot_sms_cli.sending import Earlier, Part, PartOutcome, SendPlan, earlier, enqueue, plan, post_part
+from ocelot_sms_cli.sending import (
+    Earlier,
+    Part,
+    PartOutcome,
+    SendPlan,
+    earlier,
+    enqueue,
+    plan,
+    post_part,
+    when,
+)
 from ocelot_sms_cli.spreadsheet import Columns, Rows, read_messages, read_sheet
 from ocelot_sms_cli.target import Target
+from ocelot_sms_cli.times import SendTime
 
 # Problems listed before "... and N more".
 PROBLEMS_SHOWN = 50
@@ -66,6 +77,20 @@ STOPPING = frozenset({Exit.INVALID, Exit.CONFLICT, Exit.REJECTED, Exit.UNAVAILAB
     "--dry-run", is_flag=True, help="Validate every part through the API and preview it; send nothing."
 )
 @click.option("--skip-invalid", is_flag=True, help="Send the valid rows even if some are invalid.")
+@click.option(
+    "--at",
+    "send_at",
+    type=SendTime(),
+    default=None,
+    help="Send it later: 2026-11-26T09:00:00-06:00 (ISO with its offset); at most 35 days ahead. "
+    "`ocelot-sms cancel SEND_ID` cancels it until then.",
+)
+@click.option("--urgent", is_flag=True, help="Send it even inside the stack's quiet hours (emergencies).")
+@click.option(
+    "--include-suppressed",
+    is_flag=True,
+    help="Send to suppressed numbers too (their students opted out): for what they must get.",
+)
 @click.option("--from", "sender", default=None, help="Sender number (default: the stack's DefaultSender).")
 @click.option("--operator-id", default=None, help="Ocelot operator (default: the stack's DefaultOperatorId).")
 @click.option(
@@ -93,6 +118,9 @@ def send(
     operator_id: str | None,
     per_request: int,
     show_numbers: bool,
+    send_at: str | None,
+    urgent: bool,
+    include_suppressed: bool,
 ) -> None:
     """Send the texts in FILE (CSV, comma or semicolon, UTF-8 or Excel's): one message per row."""
     if template and text_column:
@@ -107,7 +135,14 @@ def send(
         )
     if not rows.messages:
         raise Failure("nothing to send: no valid row", Exit.INVALID)
-    extra = {k: v for k, v in (("from", sender), ("operatorId", operator_id)) if v}
+    given = (
+        ("from", sender),
+        ("operatorId", operator_id),
+        ("sendAt", send_at),
+        ("urgent", urgent),
+        ("includeSuppressed", include_suppressed),
+    )
+    extra: dict[str, Any] = {k: v for k, v in given if v}
     send_plan = plan(send_id, rows.messages, per_request, extra)
     api = Api(current_target())
     if dry_run:
@@ -213,6 +248,8 @@ def _stopped(send_plan: SendPlan, outcome: PartOutcome) -> Failure:
     not_sent = f"; the {later} part(s) after it were not sent" if later else ""
     again = "run the same command again: what was accepted is not sent twice"
     match outcome.code:
+        case Exit.CONFLICT if outcome.answer.get("error") == "cancelled":
+            message = f"{name}: {outcome.line}; to send these messages, choose a new --send-id"
         case Exit.CONFLICT:
             message = (
                 f"send id {send_plan.send_id!r} was used before for other messages ({outcome.line}): "
@@ -249,10 +286,19 @@ def _conclude(
             "send with --wait",
             Exit.UNKNOWN,
         )
+    scheduled = [o for o in outcomes if o.scheduled_for]
+    if scheduled and len(scheduled) == len(outcomes):
+        out.print(
+            f"scheduled: {views.count(send_plan.message_count, 'message')} of send {send_id} will be sent at "
+            f"{when(scheduled[0].answer)}; {look} shows them, `ocelot-sms cancel {send_id}` cancels them "
+            "until then"
+        )
+        return
     unknown = sum(o.unknown for o in outcomes)
+    suppressed = sum(o.suppressed for o in outcomes)
     again = len(before.complete) == len(send_plan.parts)
     if unknown:
-        accepted = send_plan.message_count - unknown
+        accepted = send_plan.message_count - unknown - suppressed
         prefix = "nothing was sent again; " if again else f"{accepted:,} accepted by Ocelot; "
         raise Failure(
             f"{prefix}{unknown:,} message(s) of send {send_id} have an unknown outcome: Ocelot may or may "
@@ -266,9 +312,16 @@ def _conclude(
             f"created {before.created_at}); see {look}"
         )
         return
+    taken = views.count(send_plan.message_count - suppressed, "message")
+    left_out = (
+        f" ({suppressed:,} left out: their numbers are suppressed; `ocelot-sms suppression list`)"
+        if suppressed
+        else ""
+    )
+    parts = views.count(len(send_plan.parts), "part")
     out.print(
-        f"done: {views.count(send_plan.message_count, 'message')} of send {send_id} accepted by Ocelot in "
-        f"{views.count(len(send_plan.parts), 'part')}; follow them with {look} (or send with --wait)"
+        f"done: {taken} of send {send_id} accepted by Ocelot in {parts}{left_out}; "
+        f"follow them with {look} (or send with --wait)"
     )
 
 
@@ -364,6 +417,7 @@ def _send_view(api: Api, send_id: str) -> dict[str, Any]:
         "parts": [],
         "missingParts": [],
         "unknownChunks": batch["unknownChunks"],
+        "schedule": batch.get("schedule"),
         "messages": [m for p in batches for m in p["messages"]],
     }
 

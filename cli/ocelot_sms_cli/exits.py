@@ -22,15 +22,17 @@ class Exit(IntEnum):
 # Shown by --help (click keeps a paragraph after \b as it is) and in the README.
 EXIT_CODES = """\b
 Exit codes:
-  0  done: every message accepted by Ocelot (with --wait: every message final);
-     --dry-run: every part validated; status, sends: shown
+  0  done: every message accepted by Ocelot or left out as suppressed (with
+     --wait: every message final); --at: scheduled; --dry-run: every part
+     validated; status, sends, inbound, suppression: shown; cancel: cancelled
   1  unexpected error (run again with --debug to see where)
   2  invalid input: an option, the file, a row, the template, an unknown id;
      nothing was sent
   3  some outcomes unknown: a chunk Ocelot may or may not have taken, messages
      only queued (--via sqs without --wait), or not final when --wait ended
   4  rejected: Ocelot refused a part; the parts after it were not sent
-  5  conflict: the send id was used before for other messages
+  5  conflict: the send id was used before for other messages, or was
+     cancelled; cancel: a part's sending already began
   6  unavailable, retry later: Ocelot, the API or the network; run the same
      command again: nothing accepted is sent twice
   7  not set up: no stack chosen, no AWS region or credentials, access denied,

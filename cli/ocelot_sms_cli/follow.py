@@ -45,8 +45,9 @@ def progress_line(view: Mapping[str, Any] | None, waited: float) -> str:
         return number(sum(counts.get(s, 0) for s in statuses))
 
     parts = f"parts {view['partsRecorded']}/{view['partCount']} · " if view["partCount"] > 1 else ""
+    later = f"scheduled {number(counts['scheduled'])} · " if counts.get("scheduled") else ""
     return (
-        f"{view['sendId']}: {parts}final {number(final)}/{number(total)} · accepted {of(IN_FLIGHT)} · "
+        f"{view['sendId']}: {parts}final {number(final)}/{number(total)} · {later}accepted {of(IN_FLIGHT)} · "
         f"delivered {of(frozenset({'delivered'}))} · failed {of(NOT_DELIVERED)} · unknown {of(NO_OUTCOME)} "
         f"· {waited:.0f}s"
     )

@@ -1,10 +1,11 @@
-"""ocelot-sms: send a spreadsheet, follow a send, look at sends and messages, reconcile, replay, redrive."""
+"""ocelot-sms: send a spreadsheet (now or later), follow a send, look at sends, messages and replies,
+cancel, suppress, reconcile, replay, redrive."""
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,11 @@ from ocelot_sms_cli import commands
 from ocelot_sms_cli.aws_errors import explain
 from ocelot_sms_cli.context import OUTPUT_OPTION, Where, pass_target
 from ocelot_sms_cli.exits import EXIT_CODES, Exit, Failure
+from ocelot_sms_cli.inbound import inbound
+from ocelot_sms_cli.schedule import cancel
+from ocelot_sms_cli.suppression import suppression
 from ocelot_sms_cli.target import Target
+from ocelot_sms_cli.times import Instant
 from ocelot_sms_cli.views import console
 
 
@@ -88,30 +93,6 @@ def cli(
     """Send texts through Ocelot from a spreadsheet and follow what happened to every one of them."""
     from_environment = ctx.get_parameter_source("stack_name") is ParameterSource.ENVIRONMENT
     ctx.obj = Where(stack_name, from_environment, use_local, stack_file, region, profile)
-
-
-class Instant(click.ParamType):
-    """An ISO 8601 instant (UTC when it has no offset), or a date: its start, or with `end_of_day` its
-    last microsecond (so `--until 2026-11-26` includes that day)."""
-
-    name = "instant"
-
-    def __init__(self, end_of_day: bool = False) -> None:
-        self.end_of_day = end_of_day
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        text = str(value).strip()
-        try:
-            if len(text) == 10:
-                day = date.fromisoformat(text)
-                moment = time.max if self.end_of_day else time.min
-                return datetime.combine(day, moment, tzinfo=UTC)
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            self.fail(
-                f"{value!r} is not an ISO date or instant (2026-11-26, 2026-11-26T16:00:00Z)", param, ctx
-            )
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @cli.command()
@@ -198,7 +179,15 @@ def webhook_credentials_rotate(target: Target, overlap: int, output: str) -> Non
         out.print(line, soft_wrap=True)  # never wrapped: an operator copies these
 
 
-for command in (commands.send, commands.status, commands.sends, commands.reconcile):
+for command in (
+    commands.send,
+    commands.status,
+    commands.sends,
+    commands.reconcile,
+    cancel,
+    suppression,
+    inbound,
+):
     cli.add_command(command)
 
 

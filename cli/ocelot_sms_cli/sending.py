@@ -22,8 +22,8 @@ SQS_BATCH = 10
 # (256 KiB on queues created before SQS raised the limit, when the attribute cannot be read).
 SQS_BATCH_BYTES = 1_048_576
 SQS_MESSAGE_BYTES_FALLBACK = 262_144
-# Statuses of a message that say nothing was sent for it yet (a rerun sends it).
-UNSENT = frozenset({"not_sent", "sending"})
+# Statuses of a message that say nothing was sent for it yet (a rerun sends it, or answers when).
+UNSENT = frozenset({"not_sent", "sending", "scheduled"})
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Part:
 class SendPlan:
     send_id: str
     parts: tuple[Part, ...]
-    extra: dict[str, str]  # from, operatorId when given
+    extra: dict[str, Any]  # from, operatorId, sendAt, urgent, includeSuppressed when given
 
     @property
     def message_count(self) -> int:
@@ -58,7 +58,7 @@ class SendPlan:
 
 
 def plan(
-    send_id: str, messages: Sequence[OutgoingMessage], per_request: int, extra: dict[str, str]
+    send_id: str, messages: Sequence[OutgoingMessage], per_request: int, extra: dict[str, Any]
 ) -> SendPlan:
     """The parts: one request of the send's own id, or several named {sendId}-p0001, -p0002..."""
     count = (len(messages) + per_request - 1) // per_request
@@ -89,6 +89,8 @@ class PartOutcome:
     unknown: int = 0
     chunks: int = 0
     answer: dict[str, Any] = field(default_factory=dict)
+    suppressed: int = 0
+    scheduled_for: str | None = None
 
 
 @dataclass
@@ -134,6 +136,10 @@ def interpret(part: Part, response: requests.Response) -> PartOutcome:
     reason = error_message(response)
     if status in (400, 422):
         return PartOutcome(part, Exit.INVALID, f"the API refused it as invalid: {reason}", answer=body)
+    if status == 409 and body.get("error") == "cancelled":
+        return PartOutcome(
+            part, Exit.CONFLICT, "it was cancelled before it was sent (never sent)", answer=body
+        )
     if status == 409 and body.get("error") == "in_progress":
         return PartOutcome(
             part,
@@ -169,19 +175,31 @@ def _sent(part: Part, status: int, body: dict[str, Any]) -> PartOutcome:
     chunks = body.get("chunks", [])
     if body.get("dryRun"):
         return PartOutcome(part, Exit.DONE, "validated", chunks=len(chunks), answer=body)
+    if body.get("status") == "scheduled":
+        line = f"{count(len(part.messages), 'message')} scheduled for {when(body)}"
+        return PartOutcome(part, Exit.DONE, line, answer=body, scheduled_for=body.get("scheduledFor"))
     messages = body.get("messages", [])
     accepted = sum(1 for m in messages if m.get("messageId"))
-    unknown = len(messages) - accepted
+    suppressed = sum(1 for m in messages if m.get("status") == "suppressed")
+    unknown = len(messages) - accepted - suppressed
+    left_out = f", {suppressed:,} left out (suppressed: opted out)" if suppressed else ""
     if status == 201 and not unknown:
-        line = f"{count(accepted, 'message')} accepted by Ocelot"
-        return PartOutcome(part, Exit.DONE, line, accepted, 0, len(chunks), body)
+        line = f"{count(accepted, 'message')} accepted by Ocelot{left_out}"
+        return PartOutcome(part, Exit.DONE, line, accepted, 0, len(chunks), body, suppressed)
     reasons = sorted({c.get("reason") or "" for c in chunks if c.get("status") == "unknown"} - {""})
     line = (
         f"{accepted:,} accepted, {unknown:,} with an unknown outcome ("
         + ("; ".join(reasons) or "Ocelot's answer could not be read")
-        + ")"
+        + f"){left_out}"
     )
-    return PartOutcome(part, Exit.UNKNOWN, line, accepted, unknown, len(chunks), body)
+    return PartOutcome(part, Exit.UNKNOWN, line, accepted, unknown, len(chunks), body, suppressed)
+
+
+def when(view: dict[str, Any]) -> str:
+    """ "2026-11-26T15:00:00Z (the end of the quiet hours)" from an answer's scheduledFor and reason."""
+    at = str(view.get("scheduledFor") or "-").replace(".000000Z", "Z")
+    reason = view.get("scheduleReason") or view.get("reason")
+    return f"{at} (the end of the quiet hours)" if reason == "quiet_hours" else at
 
 
 # ---- the send queue ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ OUTPUTS = ("table", "csv", "json")
 PIPE_WIDTH = 100_000
 # Statuses in the order a message goes through them, then ours.
 STATUS_ORDER = (
+    "scheduled",
     "accepted",
     "queued",
     "sent",
@@ -33,11 +34,15 @@ STATUS_ORDER = (
     "unknown",
     "sending",
     "not_sent",
+    "suppressed",
+    "cancelled",
 )
 IN_FLIGHT = frozenset({"accepted", "queued", "sent", "sending"})
 NOT_DELIVERED = frozenset({"undelivered", "failed", "opted_out"})
 NO_OUTCOME = frozenset({"unknown", "not_sent"})
-FINAL = frozenset({"delivered"}) | NOT_DELIVERED | NO_OUTCOME
+# Never sent, on purpose: the number is suppressed, or the send was cancelled before its time.
+LEFT_OUT = frozenset({"suppressed", "cancelled"})
+FINAL = frozenset({"delivered"}) | NOT_DELIVERED | NO_OUTCOME | LEFT_OUT
 MESSAGE_CSV = (
     "send_id",
     "part",
@@ -116,6 +121,8 @@ def print_send(view: Mapping[str, Any], show_numbers: bool, out: Console) -> Non
         f"· {number(view['messageCount'])} messages"
     )
     out.print(counts_table(view["counts"]))
+    for line in schedule_lines(view):
+        out.print(line)
     if view["partCount"] > 1 or view.get("missingParts"):
         parts = Table(
             "part", Column("request id", overflow="fold"), Column("messages", justify="right"), "counts"
@@ -135,6 +142,24 @@ def print_send(view: Mapping[str, Any], show_numbers: bool, out: Console) -> Non
     several = view["partCount"] > 1
     table = messages_table(view["messages"], show_numbers, several_parts=several)
     print_fitting(out, table, (message_lines(row, show_numbers, several) for row in view["messages"]))
+
+
+def schedule_lines(view: Mapping[str, Any]) -> list[str]:
+    """What is scheduled for later, or was cancelled: one line per part (one for a send of one part)."""
+    lines = []
+    parts = view.get("parts") or [{"part": 1, "requestId": view["sendId"], "schedule": view.get("schedule")}]
+    for part in parts:
+        schedule = part.get("schedule")
+        if not schedule or schedule["status"] == "started":
+            continue
+        at = str(schedule["scheduledFor"]).replace(".000000Z", "Z")
+        why = " (the end of the quiet hours)" if schedule.get("reason") == "quiet_hours" else ""
+        what = (
+            f"to be sent at {at}{why}" if schedule["status"] == "scheduled" else f"cancelled (was for {at})"
+        )
+        name = f"part {part['part']} ({part['requestId']})" if view["partCount"] > 1 else "send"
+        lines.append(f"{name}: {what}")
+    return lines
 
 
 def print_fitting(out: Console, table: Table, blocks: Iterable[Sequence[str]]) -> None:
@@ -235,31 +260,46 @@ def masked_view(view: Mapping[str, Any], show_numbers: bool) -> dict[str, Any]:
 
 
 def print_sends(sends: Sequence[Mapping[str, Any]], out: Console) -> None:
+    # As --wait counts them: accepted (on its way), delivered, failed (not delivered), unknown; and when
+    # some send has them, scheduled (for later) and left out (suppressed, cancelled).
+    extra = [
+        (name, statuses)
+        for name, statuses in (("scheduled", frozenset({"scheduled"})), ("left out", LEFT_OUT))
+        if any(s["counts"].get(status) for s in sends for status in statuses)
+    ]
     table = Table(
-        # As --wait counts them: accepted (on its way), delivered, failed (not delivered), unknown.
         Column("send id", no_wrap=True),
         Column("created", no_wrap=True),
         Column("parts", justify="right"),
         Column("messages", justify="right"),
+        *_optional(extra, "scheduled"),
         Column("accepted", justify="right"),
         Column("delivered", justify="right"),
         Column("failed", justify="right"),
         Column("unknown", justify="right"),
+        *_optional(extra, "left out"),
     )
     for send in sends:
         counts = send["counts"]
         parts = str(send["partCount"])
         if send["partsRecorded"] != send["partCount"]:
             parts = f"{send['partsRecorded']}/{send['partCount']}"
+
+        def total(statuses: frozenset[str], counts: Mapping[str, int] = counts) -> str:
+            return number(sum(counts.get(s, 0) for s in statuses))
+
+        cells = {name: total(statuses) for name, statuses in extra}
         table.add_row(
             send["sendId"],
             send.get("createdAt") or "-",
             parts,
             number(send["messageCount"]),
-            number(sum(counts.get(s, 0) for s in IN_FLIGHT)),
-            number(counts.get("delivered", 0)),
-            number(sum(counts.get(s, 0) for s in NOT_DELIVERED)),
-            number(sum(counts.get(s, 0) for s in NO_OUTCOME)),
+            *([cells["scheduled"]] if "scheduled" in cells else []),
+            total(IN_FLIGHT),
+            total(frozenset({"delivered"})),
+            total(NOT_DELIVERED),
+            total(NO_OUTCOME),
+            *([cells["left out"]] if "left out" in cells else []),
         )
     blocks = (
         [
@@ -271,6 +311,10 @@ def print_sends(sends: Sequence[Mapping[str, Any]], out: Console) -> None:
     )
     print_fitting(out, table, blocks)
     out.print(f"{len(sends)} send(s), newest first")
+
+
+def _optional(extra: Sequence[tuple[str, frozenset[str]]], name: str) -> list[Column]:
+    return [Column(name, justify="right")] if any(n == name for n, _ in extra) else []
 
 
 def sends_csv(sends: Sequence[Mapping[str, Any]]) -> Iterable[list[str]]:

@@ -1,8 +1,9 @@
-"""Sender Lambda: POST /batches (API Gateway HTTP API, IAM auth) and the send queue (SQS).
+"""Sender Lambda: POST /batches and DELETE /batches/{requestId} (API Gateway HTTP API, IAM auth), and
+the send queue (SQS: requests, and the messages of the schedules of requests sent later).
 
 Each path imports what it needs when it first needs it (docs/performance.md, cold start by path): an
 invalid request or a dry run loads no store, idempotency or HTTP client; the queue's records never
-load the API's parts. POST /batches is the function's one route, answered without a resolver.
+load the API's parts. Two routes, answered without a resolver.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import binascii
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aws_lambda_powertools.logging import correlation_paths
 
 from ocelot_sms.errors import (
     BadRequest,
+    Cancelled,
     Conflict,
     DomainError,
     InProgress,
@@ -25,6 +27,7 @@ from ocelot_sms.errors import (
     NotConfigured,
     NotFound,
     Rejected,
+    SendingStarted,
     StorageUnavailable,
     Unavailable,
 )
@@ -44,6 +47,8 @@ ERRORS = {
     InvalidRequest: 422,
     Conflict: 409,
     InProgress: 409,
+    Cancelled: 409,
+    SendingStarted: 409,
     Rejected: 502,
     # The Ocelot secret holds its placeholder: the answer says which secret and what to put in it.
     NotConfigured: 503,
@@ -51,6 +56,10 @@ ERRORS = {
     StorageUnavailable: 503,
 }
 ROUTE = ("POST", "/batches")
+# DELETE /batches/{requestId}: cancel a request scheduled for later.
+CANCEL = ("DELETE", "/batches/")
+# What a request that is done answers 201 to: every message accepted, or left out as suppressed.
+COMPLETE = frozenset({"accepted", "suppressed"})
 
 
 def create_batch(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -76,12 +85,19 @@ def _json_body(event: Mapping[str, Any]) -> Any:
         raise BadRequest("the body must be a JSON object") from error
 
 
+def cancel_batch(request_id: str) -> dict[str, Any]:
+    from ocelot_sms import runtime  # boto3 and its clients
+
+    return proxy_response(200, runtime.sender_service().cancel(request_id))
+
+
 def _answer(result: BatchResult, event: Mapping[str, Any]) -> dict[str, Any]:
-    """201 when Ocelot accepted every chunk; 202 when some chunk's outcome is unknown or it is still
-    to be sent from the queue, with where to follow it."""
+    """201 when Ocelot accepted every chunk (but those left out as suppressed); 202 when some chunk's
+    outcome is unknown, it is still to be sent from the queue, or it is scheduled for later, with where
+    to follow it."""
     status_url = _status_url(event, result.request_id)
     body = result.to_json() | {"statusUrl": status_url}
-    if result.status == "accepted":
+    if result.status in COMPLETE:
         return proxy_response(201, body)
     return proxy_response(202, body, {"Location": status_url})
 
@@ -97,9 +113,13 @@ def _status_url(event: Mapping[str, Any], request_id: str) -> str:
 
 def _api(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        if route(event) != ROUTE:
-            raise NotFound("no such route")
-        return create_batch(event, context)
+        method, path = route(event)
+        if (method, path) == ROUTE:
+            return create_batch(event, context)
+        request_id = path.removeprefix(CANCEL[1])
+        if method == CANCEL[0] and path.startswith(CANCEL[1]) and request_id and "/" not in request_id:
+            return cancel_batch(unquote(request_id))
+        raise NotFound("no such route")
     except DomainError as error:
         return proxy_response(*error_answer(error, ERRORS))
     except Exception:  # a bug or an outage nobody mapped: logged, and the caller learns nothing of it

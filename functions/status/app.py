@@ -1,5 +1,5 @@
-"""Status API (IAM auth): GET /sends, GET /sends/{sendId}, GET /batches/{requestId} and
-GET /messages/{messageId}."""
+"""Status API (IAM auth): GET /sends, GET /sends/{sendId}, GET /batches/{requestId},
+GET /messages/{messageId} and GET /inbound."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ def get_send(send_id: str) -> Response[str]:
 @app.get("/messages/<message_id>")
 def get_message(message_id: str) -> Response[str]:
     return json_response(200, status_service().message(unquote(message_id)))
+
+
+@app.get("/inbound")
+def list_inbound() -> Response[str]:
+    query = app.current_event.query_string_parameters or {}
+    inbound = status_service().inbound(
+        since=query.get("since"), limit=query.get("limit"), cursor=query.get("cursor")
+    )
+    return json_response(200, inbound)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -60,7 +60,8 @@ def applier_invocations(client: StackClient) -> int:
 
 
 def stream_source(stack: StackInfo) -> dict[str, Any]:
-    [source] = stack.streams["sources"]
+    """The applier's mapping on the table's stream (the publisher's is the other)."""
+    [source] = [s for s in stack.streams["sources"] if s["function"] == "ApplierFunction"]
     return dict(source)
 
 

@@ -127,7 +127,8 @@ def stream_poller(
     """The applier's event source mapping (as template.yaml declares it) on a table's stream; not
     started: `poll_once()` hands over what is there, or `start()` keeps polling."""
     resolver = Resolver(parameters={}, refs={}, arns={}, region=REGION, account_id=ACCOUNT_ID)
-    [(function, [source])] = stream_sources(resolver).items()
+    function = "ApplierFunction"
+    [source] = stream_sources(resolver)[function]
     assert source.on_failure is not None
     on_failure = (on_failure_url, source.on_failure)
     return StreamPoller(invoker, function, source, aws_endpoint_url, stream_arn, REGION, on_failure, {})

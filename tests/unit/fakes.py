@@ -28,6 +28,7 @@ from ocelot_sms.store import (
     ChunkStatus,
     EventRecord,
     EventWrite,
+    InboundPage,
     MessageHistory,
     MessageRecord,
     MessageState,
@@ -35,13 +36,19 @@ from ocelot_sms.store import (
     RawRef,
     Rejection,
     RequestConflict,
+    RequestTooLarge,
+    ScheduleStatus,
     SendConflict,
     SendPage,
     SendPart,
     SendRecord,
+    SentRef,
     StateChange,
     StoredBatch,
     StoredSend,
+    Suppression,
+    SuppressionPage,
+    SuppressionSource,
     codec,
     keys,
 )
@@ -71,6 +78,9 @@ class MemoryStore:
     rejections: dict[str, Rejection] = field(default_factory=dict)
     sends: dict[str, SendRecord] = field(default_factory=dict)
     send_parts: dict[tuple[str, int], SendPart] = field(default_factory=dict)
+    # When each message's correlation was stored (what a reply from its number answers).
+    sent_at: dict[str, str] = field(default_factory=dict)
+    suppressed: dict[str, Suppression] = field(default_factory=dict)
     # The days sends are kept (DynamoStore's data retention): older ones are no longer listed.
     retention_days: int = 400
     # What "now" is for the store's writes: a test may set it to pretend a write happened earlier.
@@ -79,11 +89,34 @@ class MemoryStore:
 
     # ---- the Sender ------------------------------------------------------------------------------------
 
-    def put_batch(self, batch: BatchRecord) -> None:
+    def put_batch(self, batch: BatchRecord) -> BatchRecord:
+        request = batch.schedule.request if batch.schedule else None
+        if request is not None and codec.pack(request.encode()) is None:
+            raise RequestTooLarge(
+                f"the request is too large to keep until it is sent ({len(request):,} bytes)"
+            )
         with self._lock:
             stored = self.batches.setdefault(batch.request_id, replace(batch, created_at=iso(self.clock())))
         if stored.request_hash != batch.request_hash:
             raise RequestConflict(f"requestId {batch.request_id!r} was already used with a different payload")
+        return stored
+
+    def end_schedule(
+        self, request_id: str, status: ScheduleStatus, suppressed: tuple[int, ...] = ()
+    ) -> BatchRecord | None:
+        with self._lock:
+            stored = self.batches.get(request_id)
+            if (
+                stored is None
+                or stored.schedule is None
+                or stored.schedule.status is not ScheduleStatus.SCHEDULED
+            ):
+                return stored
+            changes: dict[str, Any] = {"schedule": replace(stored.schedule, status=status)}
+            if suppressed:
+                changes["suppressed"] = suppressed
+            self.batches[request_id] = replace(stored, **changes)
+            return self.batches[request_id]
 
     def get_chunk(self, request_id: str, index: int) -> ChunkRecord | None:
         found = self.chunks.get((request_id, index))
@@ -107,8 +140,10 @@ class MemoryStore:
             )
 
     def put_messages(self, records: Sequence[MessageRecord]) -> None:
+        now = iso(self.clock())
         with self._lock:
             self.messages.update((r.message_id, r) for r in records)
+            self.sent_at.update((r.message_id, now) for r in records)
 
     def put_rejection(self, rejection: Rejection, retention_days: int) -> None:
         self.rejections[rejection.source_id] = rejection
@@ -176,8 +211,42 @@ class MemoryStore:
                 error_code=codec.clip(change.error_code),
                 error_message=codec.clip(change.error_message),
                 batch_id=codec.clip(change.batch_id),
+                to=codec.clip(change.to),
                 updated_at=iso(self.clock()),
             )
+        return True
+
+    def last_sent_to(self, number: str, before: str) -> SentRef | None:
+        sent = [
+            (self.sent_at[m.message_id], m.message_id, m)
+            for m in self.messages.values()
+            if m.to == number and self.sent_at[m.message_id] <= before
+        ]
+        if not sent:
+            return None
+        at, _, meta = max(sent, key=lambda s: (s[0], s[1]))
+        return SentRef(meta.message_id, meta.request_id, meta.ref, at)
+
+    def suppress(self, suppression: Suppression) -> bool:
+        with self._lock:
+            stored = self.suppressed.get(suppression.number)
+            callback = suppression.source is not SuppressionSource.OPERATOR
+            standing = stored is not None and (
+                stored.source is SuppressionSource.OPERATOR or stored.at >= suppression.at
+            )
+            if callback and standing:
+                return False
+            self.suppressed[suppression.number] = replace(suppression, created_at=iso(self.clock()))
+        return True
+
+    def lift_suppression(self, number: str, before: str | None = None) -> bool:
+        with self._lock:
+            stored = self.suppressed.get(number)
+            if stored is None:
+                return False
+            if before is not None and (stored.source is SuppressionSource.OPERATOR or stored.at >= before):
+                return False
+            del self.suppressed[number]
         return True
 
     def raw_deliveries(self, day: str) -> Iterator[RawDelivery]:
@@ -213,6 +282,29 @@ class MemoryStore:
             self.states.get(message_id),
             tuple(replace(e, change=None) for e in events),
         )
+
+    def get_metas(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        return {m: self.messages[m] for m in message_ids if m in self.messages}
+
+    def suppressions(self, numbers: Sequence[str]) -> dict[str, Suppression]:
+        return {n: self.suppressed[n] for n in numbers if n in self.suppressed}
+
+    def list_suppressions(self, limit: int, after: str | None = None) -> SuppressionPage:
+        listed = [self.suppressed[n] for n in sorted(self.suppressed) if after is None or n > after]
+        page = tuple(listed[:limit])
+        return SuppressionPage(page, page[-1].number if len(listed) > limit else None)
+
+    def inbound(self, since: datetime, limit: int, after: str | None = None) -> InboundPage:
+        oldest = self.clock() - timedelta(days=self.retention_days)
+        start = after or iso(max(since, oldest))
+        listed = sorted(
+            (keys.inbound(e.received_at or "", e.event_id)[1], e)
+            for e in self.events.values()
+            if e.inbound is not None
+        )
+        after_start = [(p, e) for p, e in listed if (p > start if after else p >= start)]
+        page = after_start[:limit]
+        return InboundPage(tuple(e for _, e in page), page[-1][0] if len(after_start) > limit else None)
 
     def get_send(self, send_id: str) -> StoredSend | None:
         header = self.sends.get(send_id)

@@ -207,6 +207,9 @@ def test_the_applier_may_read_its_stream_write_items_and_report_failed_records()
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+        # A reply's link (GSI2), an opt-in lifting a suppression.
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
         "dynamodb:DescribeStream",
         "dynamodb:GetRecords",
         "dynamodb:GetShardIterator",
@@ -442,8 +445,13 @@ def test_no_role_the_stack_creates_has_a_wildcard_resource(tracing: str) -> None
     # Given the template as CloudFormation receives it after SAM's transform
     template = transformed(tracing)
     roles = created(template, "AWS::IAM::Role")
-    # Then there is one role per function (none for the event source mappings: Lambda's own)
+    # Then there is one role per function (none for the event source mappings: Lambda's own), and
+    # the role the send-later schedules act as, which may put a message on the send queue and no more
+    schedules = roles.pop("SendScheduleRole")
     assert set(roles) == {f"{function}Role" for function in functions()}
+    [put] = [s for p in schedules["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert (put["Action"], put["Resource"]) == (["sqs:SendMessage"], {"Fn::GetAtt": ["SendQueue", "Arn"]})
+    assert "ManagedPolicyArns" not in schedules
     for role_id, role in roles.items():
         # And no inline statement of any role names "*" where its actions take a resource
         for policy in role.get("Policies", []):

@@ -89,7 +89,7 @@ class _Progress:
         visible, hidden = driver.client.queue_depth(driver.info.queue_url)
         counts = driver.client.storage_faults()["counts"]
         pollers: list[dict[str, Any]] = driver.client.invocations()["pollers"]
-        stream = next((p for p in pollers if "mapping" in p), {})
+        stream = next((p for p in pollers if p.get("function") == "ApplierFunction"), {})
         self._log(
             f"  [{now - self._started:6.1f}s] API requests answered {len(driver.api)}/{self._api_total}"
             f" | queue {visible} waiting, {hidden} in flight | callbacks pending {driver.sandbox_pending()}"

@@ -84,8 +84,14 @@ class TableSnapshot:
     batches: set[str] = field(default_factory=set)
     raw_deliveries: int = 0
     rejected: int = 0
-    send_items: int = 0  # each request is a send of one part: its send and its part
+    # Items counted by their type: each request is a send of one part (its `send` and its
+    # `send_part`); a `suppression` per number whose messages ended opted_out.
+    typed: Counter[str] = field(default_factory=Counter)
     other: int = 0
+
+    @property
+    def send_items(self) -> int:
+        return self.typed["send"] + self.typed["send_part"]
 
 
 def _plain(value: Any) -> Any:
@@ -106,6 +112,9 @@ def _not_events(wire: Mapping[str, Any]) -> int:
         return 1
     items = payload if isinstance(payload, list) else [payload]
     return sum(1 for i in items if not isinstance(i, dict) or "eventId" not in i)
+
+
+COUNTED_TYPES = frozenset({"send", "send_part", "suppression"})
 
 
 def snapshot(items: Sequence[Mapping[str, Any]]) -> TableSnapshot:
@@ -137,8 +146,8 @@ def snapshot(items: Sequence[Mapping[str, Any]]) -> TableSnapshot:
             )
         elif pk.startswith("REJECTED#"):
             table.rejected += 1
-        elif item.get("type") in ("send", "send_part"):
-            table.send_items += 1
+        elif item.get("type") in COUNTED_TYPES:
+            table.typed[str(item["type"])] += 1
         else:
             table.other += 1
     return table

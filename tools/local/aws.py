@@ -48,7 +48,7 @@ from botocore.config import Config
 
 from tools.local import netguard
 from tools.local.serving import ServerThread
-from tools.template_resources import ROOT, create_queues, create_table, resource
+from tools.template_resources import ROOT, create_queues, create_table, load_template, resource
 
 log = logging.getLogger("local.aws")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -774,11 +774,56 @@ class LocalResources:
     arns: Mapping[str, str]  # logical id -> what !GetAtt .Arn returns
     stream_arns: Mapping[str, str] = field(default_factory=dict)  # table -> what !GetAtt .StreamArn returns
     queues: Mapping[str, str] = field(default_factory=dict)  # logical id -> URL of every queue
+    # Every event the stack's bus takes, as a rule forwards it to an SQS target (what moto delivers).
+    events_queue_url: str = ""
+
+
+# The stack's bus receives the events a rule sends here: their delivery is what the tests check.
+EVENTS_CHECK_QUEUE = "EventsCheckQueue"
+EVENT_SOURCE = "ocelot-sms"
+SCHEDULE_GROUP_TYPE, ROLE_TYPE, BUS_TYPE = (
+    "AWS::Scheduler::ScheduleGroup",
+    "AWS::IAM::Role",
+    "AWS::Events::EventBus",
+)
+
+
+def provision_events(endpoint_url: str, prefix: str, refs: dict[str, str], arns: dict[str, str]) -> str:
+    """The template's schedule groups and event buses in moto (its roles are ARNs: moto's scheduler
+    assumes none), and on each bus a rule forwarding every event of ours to a queue of the local
+    stack's own. Returns that queue's URL."""
+    resources = load_template()["Resources"]
+    scheduler, events, sqs = (client(name, endpoint_url) for name in ("scheduler", "events", "sqs"))
+    check_url = sqs.create_queue(QueueName=f"{prefix}-{EVENTS_CHECK_QUEUE}")["QueueUrl"]
+    check_arn = sqs.get_queue_attributes(QueueUrl=check_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    for logical_id, spec in resources.items():
+        name = f"{prefix}-{logical_id}"
+        if spec["Type"] == SCHEDULE_GROUP_TYPE:
+            refs[logical_id], arns[logical_id] = (
+                name,
+                scheduler.create_schedule_group(Name=name)["ScheduleGroupArn"],
+            )
+        elif spec["Type"] == ROLE_TYPE:
+            arns[logical_id] = f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
+        elif spec["Type"] == BUS_TYPE:
+            refs[logical_id], arns[logical_id] = name, events.create_event_bus(Name=name)["EventBusArn"]
+            events.put_rule(
+                Name=f"{name}-check", EventBusName=name, EventPattern=json.dumps({"source": [EVENT_SOURCE]})
+            )
+            events.put_targets(
+                Rule=f"{name}-check", EventBusName=name, Targets=[{"Id": "check", "Arn": check_arn}]
+            )
+    for closing in (scheduler, events, sqs):
+        closing.close()
+    return str(check_url)
 
 
 def provision(endpoint_url: str, prefix: str, secrets: Mapping[str, Mapping[str, str]]) -> LocalResources:
-    """Tables (with their streams) and queues from template.yaml's own definitions, and the secrets
-    (logical id -> JSON value: the template generates random ones, which the sandbox could not know)."""
+    """Tables (with their streams) and queues from template.yaml's own definitions, the secrets
+    (logical id -> JSON value: the template generates random ones, which the sandbox could not know),
+    the schedule group and the event bus."""
     refs: dict[str, str] = {}
     arns: dict[str, str] = {}
     stream_arns: dict[str, str] = {}
@@ -806,7 +851,10 @@ def provision(endpoint_url: str, prefix: str, secrets: Mapping[str, Mapping[str,
         refs[logical_id] = arns[logical_id] = created["ARN"]  # !Ref of a secret is its ARN
     for closing in (dynamodb, sqs, secretsmanager):
         closing.close()
-    return LocalResources(refs=refs, arns=arns, stream_arns=stream_arns, queues=queues)
+    events_queue_url = provision_events(endpoint_url, prefix, refs, arns)
+    return LocalResources(
+        refs=refs, arns=arns, stream_arns=stream_arns, queues=queues, events_queue_url=events_queue_url
+    )
 
 
 _backoff_scale: list[float] = []

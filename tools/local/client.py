@@ -147,6 +147,43 @@ class StackClient:
                 on_retry(response)
             time.sleep(min(float(response.headers.get("Retry-After", "1")), 5.0))
 
+    def api_get(self, path: str, **query: Any) -> requests.Response:
+        """GET a route of the stack's API (status routes, /inbound)."""
+        return self.http.get(f"{self.info.api_url}{path}", params=query, timeout=self.http_timeout)
+
+    def cancel_batch(self, request_id: str) -> requests.Response:
+        """DELETE /batches/{requestId}: cancel a request scheduled for later."""
+        return self.http.delete(f"{self.info.api_url}/batches/{request_id}", timeout=self.http_timeout)
+
+    def inbound(self, since: str | None = None) -> list[dict[str, Any]]:
+        """Every reply GET /inbound lists since `since` (a day ago by default), following its pages."""
+        replies: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"limit": 500, **({"since": since} if since else {})}
+        while True:
+            page = self.api_get("/inbound", **query)
+            page.raise_for_status()
+            body = page.json()
+            replies += body["messages"]
+            if not body["nextCursor"]:
+                return replies
+            query["cursor"] = body["nextCursor"]
+
+    def published_events(self) -> list[dict[str, Any]]:
+        """The events the stack's bus took since last asked, as its check rule delivered them to the
+        local queue (each once: read and deleted)."""
+        events: list[dict[str, Any]] = []
+        while True:
+            got = self.sqs.receive_message(
+                QueueUrl=self.info.events_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
+            ).get("Messages", [])
+            if not got:
+                return events
+            events += [json.loads(m["Body"]) for m in got]
+            self.sqs.delete_message_batch(
+                QueueUrl=self.info.events_queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+            )
+
     def enqueue(self, body: Mapping[str, Any] | str) -> str:
         data = body if isinstance(body, str) else json.dumps(body)
         return str(self.sqs.send_message(QueueUrl=self.info.queue_url, MessageBody=data)["MessageId"])
@@ -318,7 +355,8 @@ class StackClient:
         sent: dict[str, set[str]] = {}
         for attempt in record["callback_attempts"]:
             for event_id, message_id in zip(attempt["event_ids"], attempt["message_ids"], strict=True):
-                sent.setdefault(message_id, set()).add(event_id)
+                if message_id is not None:  # a reply is an event of no message
+                    sent.setdefault(message_id, set()).add(event_id)
         states = self.states([m.message_id for m in messages])
         received = self.received_event_items()
         reports = []

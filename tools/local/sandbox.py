@@ -14,6 +14,9 @@ It speaks the contract this project ASSUMES, through the same module the sender 
   retries of failed callbacks (same eventId, original dateTime, bounded attempts, backoff), items that
   are not events mixed into arrays, dateTimes far in the future, bulk arrays of thousands of events
   (a backlog re-sent at once), gzip-encoded bodies.
+- Replies, when configured (`replies`: last four digits -> text): after a message to such a number
+  has its last status, the recipient's text comes back as an inbound event (IncomingSms.received),
+  e.g. {"0004": "STOP"}.
 - It records everything it received and sent (GET /_sandbox/record) for assertions.
 
 Deterministic with a seed: ids, scripted outcomes and every per-message decision (duplicates, order,
@@ -36,7 +39,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -54,6 +57,7 @@ from ocelot_sms.contract import (
     SendRequest,
     SendResponse,
     error_body,
+    inbound_event,
     status_event,
     validation_problems,
 )
@@ -65,7 +69,16 @@ log = logging.getLogger("local.sandbox")
 ADMIN_PREFIX = "/_sandbox"
 # How far ahead a future-dated event is (future_rate): a clock gone wrong, not a plausible delay.
 FUTURE_SHIFT = timedelta(days=3653)
-RECORD_PARTS = ("requests", "accepted", "messages", "events", "callback_attempts", "outcomes", "pending")
+RECORD_PARTS = (
+    "requests",
+    "accepted",
+    "messages",
+    "events",
+    "replies",
+    "callback_attempts",
+    "outcomes",
+    "pending",
+)
 
 # ---------------------------------------------------------------------------------------------
 # The script: final outcome by the recipient's last four digits, and the events leading to it
@@ -159,6 +172,8 @@ class SandboxConfig:
     callback_max_attempts: int = 5
     callback_backoff_seconds: float = 0.2  # doubled for each further attempt
     callback_timeout_seconds: float = 5.0
+    # Last four digits -> what the recipient texts back once the message has its last status.
+    replies: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,12 +204,25 @@ def _loopback_url(value: Any) -> str | None:
     return str(value)
 
 
+def _replies(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError("replies: expected an object {last four digits: text}")
+    return {str(k): v for k, v in value.items()}
+
+
+# The settings that are not a plain value: each checked and converted by its own function.
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "replies": _replies,
+    "fail_recipients": _fail_rules,
+    "webhook_url": _loopback_url,
+}
+
+
 def _coerce(name: str, current: Any, value: Any) -> Any:
     """`value` as the type of the setting it changes, or a ConfigError saying what was expected."""
-    if name == "fail_recipients":
-        return _fail_rules(value)
-    if name == "webhook_url":
-        return _loopback_url(value)
+    convert = _CONVERTERS.get(name)
+    if convert is not None:
+        return convert(value)
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if isinstance(current, bool) or (current is None and isinstance(value, str | None)):
         return value
@@ -235,7 +263,7 @@ class _Delivery:
     delivery_id: str
     body: bytes  # kept as sent: a retry repeats the very same payload
     event_ids: list[str]
-    message_ids: list[str]
+    message_ids: list[str | None]  # None for an event of no message (a reply)
     is_array: bool
     attempt: int = 1
     malformed: int = 0  # items that are not events
@@ -363,6 +391,7 @@ class Sandbox:
         self._accepted: list[dict[str, Any]] = []
         self._messages: dict[str, dict[str, Any]] = {}
         self._events: dict[str, dict[str, Any]] = {}
+        self._replies: list[dict[str, Any]] = []
         self._attempts: list[dict[str, Any]] = []
 
     def record(self, parts: Collection[str] = RECORD_PARTS) -> dict[str, Any]:
@@ -373,6 +402,7 @@ class Sandbox:
                 "accepted": self._accepted,
                 "messages": self._messages,
                 "events": self._events,
+                "replies": self._replies,
                 "callback_attempts": self._attempts,
                 "outcomes": {m: v["scripted"] for m, v in self._messages.items()}
                 if "outcomes" in parts
@@ -577,6 +607,7 @@ class Sandbox:
                         },
                     )
                 due.extend(_Due(start + offset, 0, event=event) for offset in offsets)
+            due.extend(self._reply(config, message_id, message.to, send.sender, accepted_at, start, events))
         with self._cond:
             self._accepted.append(
                 {
@@ -638,6 +669,35 @@ class Sandbox:
                 event["dateTime"] = (datetime.fromisoformat(event["dateTime"]) + FUTURE_SHIFT).isoformat()
                 future.add(event["eventId"])
         return planned, future
+
+    def _reply(
+        self,
+        config: SandboxConfig,
+        message_id: str,
+        to: str,
+        sender: str,
+        accepted_at: datetime,
+        start: float,
+        events: list[tuple[dict[str, Any], list[float]]],
+    ) -> list[_Due]:
+        """The recipient's reply, if the script has one for the number: its text, from the number to the
+        sender, a moment after the message's last status went out."""
+        text = config.replies.get(to[-4:])
+        if text is None:
+            return []
+        after = max(offset for _, offsets in events for offset in offsets) + config.step_delay_max
+        event = inbound_event(
+            event_id=self._new_id("event"),
+            sender=to,
+            to=sender,
+            text=text,
+            at=accepted_at + timedelta(seconds=after),
+        )
+        with self._lock:
+            self._replies.append(
+                {"event_id": event["eventId"], "from": to, "text": text, "message_id": message_id}
+            )
+        return [_Due(start + after, 0, event=event)]
 
     @staticmethod
     def _bulk_only(config: SandboxConfig, event_id: str) -> bool:
@@ -748,7 +808,7 @@ class Sandbox:
             delivery_id=self._new_id("delivery"),
             body=gzip.compress(body) if compressed else body,
             event_ids=[e["eventId"] for e in events],
-            message_ids=[e["messageId"] for e in events],
+            message_ids=[e.get("messageId") for e in events],  # None for a reply (no message of ours)
             is_array=len(items) > 1,
             malformed=malformed,
             bulk=bulk,

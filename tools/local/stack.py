@@ -53,6 +53,7 @@ from tools.local.aws import (
 from tools.local.event_sources import Poller, SqsPoller, StreamPoller
 from tools.local.functions import EndpointInvoker, InProcessFunctions, merged_environment
 from tools.local.sandbox import Sandbox, SandboxConfig
+from tools.local.scheduler import ScheduleRunner
 from tools.local.serving import ServerThread
 from tools.template_resources import ROOT, Resolver, function_specs, resource
 
@@ -62,6 +63,8 @@ DEFAULT_STATE_DIR = ROOT / ".local"
 STACK_FILE, PID_FILE, LOG_FILE = "stack.json", "stack.pid", "stack.log"
 PREFIX = "ocelot-sms-local"
 WEBHOOK_FUNCTION = "WebhookFunction"
+SCHEDULE_GROUPS = ("SendSchedules",)
+EVENT_BUS = "StatusEventBus"
 
 # What the sandbox expects, stored in the Ocelot secret; and what it presents to the webhook, stored in
 # the webhook secret. The events/webhook_*.json files carry the same webhook credentials.
@@ -119,6 +122,10 @@ class StackInfo:
     # The mappings on a table's stream: {"sources": [{function, mapping, table, stream_arn, ...}]}
     streams: dict[str, Any] = field(default_factory=dict)
     queues: dict[str, str] = field(default_factory=dict)  # every queue of the template: logical id -> URL
+    # The stack's EventBridge bus, and the queue a rule on it forwards every event of ours to (a check).
+    event_bus: str = ""
+    events_queue_url: str = ""
+    schedule_groups: list[str] = field(default_factory=list)  # fired by the stack (tools/local/scheduler.py)
     seed: int = 0
     aws_pid: int | None = None  # moto's own process
 
@@ -196,6 +203,9 @@ class LocalStack:
         log.info("moto on %s (pid %s)", self.moto.url, self.moto.pid)
         secrets = {OCELOT_SECRET: OCELOT_CREDENTIALS, WEBHOOK_SECRET: WEBHOOK_CREDENTIALS}
         resources = provision(self.moto.url, PREFIX, secrets)
+        groups = [resources.refs[g] for g in SCHEDULE_GROUPS if g in resources.refs]
+        self._scheduler = ScheduleRunner(self.moto.url, groups, REGION).start()
+        self._stoppers.append(("scheduler", self._scheduler.stop))
 
         ocelot, webhook = OCELOT_CREDENTIALS, WEBHOOK_CREDENTIALS
         sandbox = Sandbox(
@@ -300,6 +310,9 @@ class LocalStack:
             },
             streams={"sources": self._stream_sources_json()},
             queues=dict(resources.queues),
+            event_bus=resources.refs.get(EVENT_BUS, ""),
+            events_queue_url=resources.events_queue_url,
+            schedule_groups=groups,
             seed=options.seed,
             aws_pid=self.moto.pid,
         )
@@ -368,7 +381,11 @@ class LocalStack:
 
     def invocations(self) -> dict[str, Any]:
         history = self._invoker.history() if self._invoker is not None else []
-        return {"invocations": history, "pollers": [poller.status() for poller in self._pollers]}
+        return {
+            "invocations": history,
+            "pollers": [poller.status() for poller in self._pollers],
+            "scheduler": self._scheduler.status(),
+        }
 
     def settle(self, timeout: float) -> dict[str, Any]:
         """POST /_local/event-sources/settle: wait until every stream poller has handed over (and seen
@@ -621,6 +638,8 @@ def print_summary(info: StackInfo) -> None:
             for s in info.streams.get("sources", [])
         },
         "tables": ", ".join(info.tables.values()),
+        "schedules fired": ", ".join(info.schedule_groups) or "-",
+        "event bus": f"{info.event_bus or '-'}; every event also to {info.events_queue_url or '-'}",
         "control": f"{info.control_url}/_local/",
         "stack file": str(Path(info.state_dir) / STACK_FILE),
         "log": info.log_file,

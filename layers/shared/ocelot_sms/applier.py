@@ -4,6 +4,10 @@ the webhook stores (from the table's stream), and `ocelot-sms replay` runs it ag
 
 Each item of a delivery stands on its own: a malformed one is recorded on the delivery as a problem
 (counted, alarmed), and the valid items next to it are applied all the same.
+
+Applying also keeps what follows from the events: an inbound text is linked to the last message we
+sent its writer (a reply), and opt-outs suppress their numbers (suppression.py). Status changes and
+inbound texts are published to EventBridge by the publisher, from the table's stream.
 """
 
 from __future__ import annotations
@@ -12,16 +16,26 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ocelot_sms.clock import iso
 from ocelot_sms.contract import CallbackError, CallbackEvent, read_callback
 from ocelot_sms.delivery import order_key
-from ocelot_sms.observability import MetricUnit, logger, metrics
+from ocelot_sms.observability import MetricUnit, logger, mask_phone, metrics
 from ocelot_sms.settings import Settings
-from ocelot_sms.store import EventRecord, EventWrite, RawDelivery, RawRef, StateChange, Store
+from ocelot_sms.store import (
+    EventRecord,
+    EventWrite,
+    Inbound,
+    RawDelivery,
+    RawRef,
+    StateChange,
+    Store,
+    Suppression,
+)
+from ocelot_sms.suppression import change_of, is_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +70,7 @@ def event_record(event: CallbackEvent, raw: RawRef, received_at: datetime, skew:
             error_code=event.error_code,
             error_message=event.error_message,
             batch_id=event.batch_id,
+            to=event.to,
         )
     return EventRecord(
         event_id=event.event_id,
@@ -70,6 +85,7 @@ def event_record(event: CallbackEvent, raw: RawRef, received_at: datetime, skew:
         payload=json.dumps(event.raw, sort_keys=True),
         understood=status is not None or not event.is_status_change,
         reported_time=reported,
+        inbound=Inbound(event.sender, event.to, event.text) if event.is_inbound else None,
     )
 
 
@@ -124,11 +140,14 @@ class ApplierService:
         for event in events:
             if event.event_id not in first:
                 first[event.event_id] = len(unique)
-                unique.append(event_record(event, raw.ref, raw.received_at, self._skew))
+                unique.append(self._linked(event_record(event, raw.ref, raw.received_at, self._skew)))
         if len(unique) <= 1:
             stored = [self._store.put_event(record) for record in unique]
         else:
             stored = list(self._executor.map(self._store.put_event, unique))
+        # Every event, repeats too: a retry after a failure here completes it (each write is idempotent).
+        for record in unique:
+            self._suppression(record)
         seen: set[str] = set()
         outcomes: list[EventWrite] = []
         for event in events:
@@ -136,6 +155,31 @@ class ApplierService:
             seen.add(event.event_id)
             outcomes.append(EventWrite.DUPLICATE if repeat else stored[first[event.event_id]])
         return outcomes
+
+    def _linked(self, record: EventRecord) -> EventRecord:
+        """An inbound text with the last message we sent its writer before it came (what it answers)."""
+        inbound = record.inbound
+        if inbound is None or not is_number(inbound.sender):
+            return record
+        before = record.event_time or record.raw.received_at
+        return replace(
+            record, inbound=replace(inbound, reply_to=self._store.last_sent_to(inbound.sender, before))
+        )
+
+    def _suppression(self, record: EventRecord) -> None:
+        change = change_of(record)
+        if change is None:
+            return
+        if isinstance(change, Suppression):
+            if self._store.suppress(change):
+                metrics.add_metric(name="NumbersSuppressed", unit=MetricUnit.Count, value=1)
+                logger.info(
+                    "number suppressed",
+                    extra={"number": mask_phone(change.number), "source": change.source.value},
+                )
+        elif self._store.lift_suppression(change.number, change.at):
+            metrics.add_metric(name="SuppressionsLifted", unit=MetricUnit.Count, value=1)
+            logger.info("suppression lifted by an opt-in reply", extra={"number": mask_phone(change.number)})
 
     def _malformed(self, raw: RawDelivery, problems: list[str], events: int) -> Applied:
         self._store.record_problems(raw.ref, problems)

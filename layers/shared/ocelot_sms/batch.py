@@ -10,13 +10,25 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
+from ocelot_sms.clock import iso, utc_now
 from ocelot_sms.contract import SendMessage, SendRequest
 from ocelot_sms.errors import InvalidRequest
-from ocelot_sms.models import BatchRequest, BatchResult, ChunkOutcome, OutgoingMessage, Problem, problems_from
+from ocelot_sms.models import (
+    MAX_SEND_AT_DAYS,
+    BatchRequest,
+    BatchResult,
+    ChunkOutcome,
+    OutgoingMessage,
+    Problem,
+    problems_from,
+)
+from ocelot_sms.quiet_hours import QuietHours
+from ocelot_sms.scheduling import when_to_send
 from ocelot_sms.settings import Settings
 
 # Messages of the first Ocelot request a dry run shows: with the counts, what a caller checks, and
@@ -30,8 +42,13 @@ class Chunk:
     first_index: int
     messages: tuple[OutgoingMessage, ...]
 
+    def kept(self, suppressed: frozenset[int]) -> list[tuple[int, OutgoingMessage]]:
+        """(position in the request, message) of each message not left out as suppressed."""
+        positions = range(self.first_index, self.first_index + len(self.messages))
+        return [(p, m) for p, m in zip(positions, self.messages, strict=True) if p not in suppressed]
 
-def parse(payload: Any, settings: Settings) -> BatchRequest:
+
+def parse(payload: Any, settings: Settings, now: datetime | None = None) -> BatchRequest:
     """The request, or InvalidRequest with one problem per bad field."""
     try:
         request = BatchRequest.model_validate(
@@ -47,6 +64,10 @@ def parse(payload: Any, settings: Settings) -> BatchRequest:
         )
         if not (given or default)
     ]
+    latest = (now or utc_now()) + timedelta(days=MAX_SEND_AT_DAYS)
+    if request.send_at is not None and request.send_at > latest:
+        message = f"at most {MAX_SEND_AT_DAYS} days ahead (until {iso(latest)})"
+        missing.append(Problem(field="sendAt", message=message))
     if missing:
         raise InvalidRequest(missing)
     return request
@@ -78,6 +99,9 @@ def preview(request: BatchRequest, settings: Settings) -> BatchResult:
     """A dry run: what would be sent, as counts per Ocelot request and a sample of the first one."""
     chunks = list(split(request.messages, settings.ocelot_max_messages))
     sample = wire_request(request, chunks[0].messages[:PREVIEW_SAMPLE_MESSAGES], settings)
+    timing = when_to_send(
+        request, utc_now(), QuietHours.parse(settings.quiet_hours, settings.quiet_hours_time_zone)
+    )
     return BatchResult(
         request_id=request.request_id,
         status="dry_run",
@@ -91,4 +115,6 @@ def preview(request: BatchRequest, settings: Settings) -> BatchResult:
             "sampleMessages": len(sample.messages),
             "sample": sample.to_wire(),
         },
+        scheduled_for=iso(timing.at) if timing.at else None,
+        schedule_reason=timing.reason,
     )

@@ -158,6 +158,8 @@ class CallbackEvent(_Wire):
     date_time: str | None = Field(default=None, alias="dateTime")
     error_code: str | None = Field(default=None, alias="errorCode")
     error_message: str | None = Field(default=None, alias="errorMessage")
+    # An inbound text's words (IncomingSms.received: `from` is the recipient who wrote, `to` our number).
+    text: str | None = Field(default=None, alias="message")
     # The item exactly as received (set by read_callback): what the store keeps as the payload.
     _raw: dict[str, Any] | None = PrivateAttr(default=None)
 
@@ -195,6 +197,7 @@ class CallbackEvent(_Wire):
         "date_time",
         "error_code",
         "error_message",
+        "text",
         mode="before",
     )
     @classmethod
@@ -208,6 +211,10 @@ class CallbackEvent(_Wire):
     @property
     def is_status_change(self) -> bool:
         return self.name is not None and token(self.name) == _STATUS_CHANGED_TOKEN
+
+    @property
+    def is_inbound(self) -> bool:
+        return self.name is not None and token(self.name) == _INBOUND_TOKEN
 
     @property
     def delivery_status(self) -> DeliveryStatus | None:
@@ -226,6 +233,7 @@ class CallbackEvent(_Wire):
 
 
 _STATUS_CHANGED_TOKEN = token(EventName.STATUS_CHANGED)
+_INBOUND_TOKEN = token(EventName.INBOUND_RECEIVED)
 
 
 class CallbackError(ValueError):
@@ -318,4 +326,17 @@ def status_event(
         date_time=at.isoformat(),
         error_code=error_code,
         error_message=error_message,
+    ).to_wire()
+
+
+def inbound_event(*, event_id: str, sender: str, to: str, text: str, at: datetime) -> dict[str, Any]:
+    """An inbound-text callback item as Ocelot sends it: `sender` wrote `text` to our number `to`
+    (used by the sandbox and by tests)."""
+    return CallbackEvent(
+        event_id=event_id,
+        name=EventName.INBOUND_RECEIVED.value,
+        sender=sender,
+        to=to,
+        text=text,
+        date_time=at.isoformat(),
     ).to_wire()

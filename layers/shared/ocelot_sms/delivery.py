@@ -21,6 +21,11 @@ class DeliveryStatus(StrEnum):
     OPTED_OUT = "opted_out"
     # Ours too: the send outcome is unknown, or no terminal status came in time.
     UNKNOWN = "unknown"
+    # Ours, never on the wire and never a state: to be sent later (sendAt, quiet hours), cancelled
+    # before it was sent, or left out of the send because its number is suppressed.
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
+    SUPPRESSED = "suppressed"
 
     @property
     def is_terminal(self) -> bool:

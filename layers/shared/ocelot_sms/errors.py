@@ -55,6 +55,18 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class Cancelled(DomainError):
+    """The request was scheduled and then cancelled: it is never sent."""
+
+    code = "cancelled"
+
+
+class SendingStarted(DomainError):
+    """A scheduled request cannot be cancelled: its sending began (or it was never scheduled)."""
+
+    code = "sending_started"
+
+
 class InProgress(DomainError):
     """Another invocation is working on the same request right now."""
 

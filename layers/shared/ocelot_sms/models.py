@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ocelot_sms.clock import iso
 from ocelot_sms.contract import E164_PATTERN, MAX_MESSAGE_CHARS
 from ocelot_sms.delivery import DeliveryStatus
 from ocelot_sms.store.records import Recipient, SendPart
@@ -30,7 +33,12 @@ PhoneNumber = Annotated[str, Field(pattern=E164_PATTERN, description="E.164, e.g
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 # Parts one send may have: with 1,000 messages a request, ten million messages.
 MAX_PARTS = 10_000
+# How far ahead a send may be scheduled (EventBridge Scheduler's and Twilio's SendAt limit alike).
+MAX_SEND_AT_DAYS = 35
 _SEND_FIELDS = frozenset({"send_id", "part", "parts"})
+# Fields that change what a request is only when given: left out of its canonical form at their
+# defaults, so a request without them hashes as it always did.
+_OPTIONAL_FIELDS = {"send_at": None, "urgent": False, "include_suppressed": False}
 
 # What a text may not hold: C0 and C1 control characters (but tab, newline and carriage return), and
 # the bidirectional embeddings, overrides and isolates that make a text read other than it is. (A lone
@@ -87,6 +95,20 @@ class BatchRequest(_Public):
     send_id: str | None = Field(default=None, alias="sendId", pattern=REQUEST_ID_PATTERN)
     part: int | None = Field(default=None, ge=1, le=MAX_PARTS)
     parts: int | None = Field(default=None, ge=1, le=MAX_PARTS)
+    # When to send it (ISO 8601 with an offset, at most MAX_SEND_AT_DAYS ahead; in the past: now).
+    send_at: AwareDatetime | None = Field(default=None, alias="sendAt")
+    # Sent now even inside quiet hours (emergency notices).
+    urgent: bool = False
+    # Sent to suppressed numbers too (their students opted out).
+    include_suppressed: bool = Field(default=False, alias="includeSuppressed")
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _an_iso_instant(cls, value: Any) -> Any:
+        # Only text: a bare number would be read as epoch seconds, never what a caller meant.
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO 8601 instant with an offset, e.g. 2026-11-26T09:00:00-06:00")
+        return value
 
     @model_validator(mode="after")
     def _send_fields_together(self) -> BatchRequest:
@@ -106,9 +128,13 @@ class BatchRequest(_Public):
         """What makes two submissions the same request: everything but dryRun (a preview changes
         nothing), and the send fields only when they say more than the default (a send of its own)."""
         own = self.send == (self.request_id, 1, 1)
-        return self.model_dump(
-            mode="json", by_alias=True, exclude={"dry_run"} | (_SEND_FIELDS if own else set())
+        defaults = {name for name, default in _OPTIONAL_FIELDS.items() if getattr(self, name) == default}
+        canonical = self.model_dump(
+            mode="json", by_alias=True, exclude={"dry_run"} | defaults | (_SEND_FIELDS if own else set())
         )
+        if self.send_at is not None:  # the same instant however its offset is written
+            canonical["sendAt"] = iso(self.send_at)
+        return canonical
 
     def send_part(self, origin: str) -> SendPart:
         send_id, part, parts = self.send
@@ -180,6 +206,10 @@ class BatchResult(_Public):
     messages: list[MessageResult]
     # A dry run's counts and a sample of what would be sent (sender.preview): bounded, whatever the size.
     preview: dict[str, Any] | None = None
+    # A request to be sent later: when, and why (`sendAt`, or `quiet_hours` when it would have
+    # started inside them).
+    scheduled_for: str | None = Field(default=None, alias="scheduledFor")
+    schedule_reason: str | None = Field(default=None, alias="scheduleReason")
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -27,12 +27,14 @@ def attach_ids(store: Store, request_id: str, chunk_index: int, batch_id: str, m
     repeated = sorted({m for m in message_ids if message_ids.count(m) > 1})
     if repeated:
         raise BadRequest(f"message ids repeat: {', '.join(repeated)}")
+    # By position in the request: the chunk's messages less those left out as suppressed.
+    positions = chunk.positions
     store.put_messages(
         [
             MessageRecord(
                 message_id=message_id,
                 request_id=request_id,
-                index=chunk.first_index + offset,
+                index=positions[offset],
                 ref=message.external_id,
                 to=message.to,
                 chunk_index=chunk_index,
@@ -51,6 +53,7 @@ def attach_ids(store: Store, request_id: str, chunk_index: int, batch_id: str, m
             batch_id=batch_id,
             message_ids=tuple(message_ids),
             reason="resolved by an operator",
+            skipped=chunk.skipped,
         )
     )
     return len(message_ids)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ocelot_sms.settings import get_settings
 
@@ -17,6 +20,7 @@ if TYPE_CHECKING:
 
     from ocelot_sms.applier import ApplierService
     from ocelot_sms.ocelot_client import HttpOcelotClient
+    from ocelot_sms.publisher import PublisherService
     from ocelot_sms.sender import SenderService
     from ocelot_sms.status import StatusService
     from ocelot_sms.store import DynamoStore
@@ -99,6 +103,76 @@ def sqs_client() -> SQSClient:
     return boto3.client("sqs", config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}))
 
 
+def _client(service: str) -> Any:
+    make: Any = boto3.client  # typed per service name; these have no stubs installed
+    return make(service, config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}))
+
+
+@cache
+def scheduler_client() -> Any:
+    return _client("scheduler")
+
+
+@cache
+def events_client() -> Any:
+    return _client("events")
+
+
+class EventBridgeSchedules:
+    """One-time EventBridge Scheduler schedules whose target puts a message on the send queue."""
+
+    def __init__(self, group: str, role_arn: str, queue_arn: str) -> None:
+        self._group, self._role_arn, self._queue_arn = group, role_arn, queue_arn
+
+    def create(self, name: str, at: datetime, body: str) -> bool:
+        from ocelot_sms.scheduling import at_expression
+
+        try:
+            scheduler_client().create_schedule(
+                Name=name,
+                GroupName=self._group,
+                ScheduleExpression=at_expression(at),
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion="DELETE",
+                Target={"Arn": self._queue_arn, "RoleArn": self._role_arn, "Input": body},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConflictException":
+                return False
+            raise
+        return True
+
+    def delete(self, name: str) -> bool:
+        try:
+            scheduler_client().delete_schedule(Name=name, GroupName=self._group)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return False
+            raise
+        return True
+
+
+class EventBridgeBus:
+    """PutEvents on one bus, ten entries a request (its limit); an entry refused, or in a request
+    that failed, is reported by its position."""
+
+    def __init__(self, bus_name: str) -> None:
+        self._bus = bus_name
+
+    def put(self, entries: Sequence[dict[str, Any]]) -> list[int]:
+        failed: list[int] = []
+        for start in range(0, len(entries), 10):
+            group = [{**entry, "EventBusName": self._bus} for entry in entries[start : start + 10]]
+            try:
+                answers = events_client().put_events(Entries=group)["Entries"]
+            except (ClientError, BotoCoreError):
+                failed.extend(range(start, start + len(group)))
+                continue
+            failed.extend(start + i for i, answer in enumerate(answers) if answer.get("ErrorCode"))
+        return failed
+
+
 @cache
 def sender_service() -> SenderService:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
@@ -110,7 +184,19 @@ def sender_service() -> SenderService:
         table_name=settings.idempotency_table_name, boto3_client=dynamodb_client()
     )
     queue = SqsSendQueue(settings.send_queue_url) if settings.send_queue_url else None
-    return SenderService(settings, store(), ocelot_client(), persistence, queue)
+    schedules = None
+    if settings.schedule_group_name and settings.schedule_role_arn and settings.send_queue_arn:
+        schedules = EventBridgeSchedules(
+            settings.schedule_group_name, settings.schedule_role_arn, settings.send_queue_arn
+        )
+    return SenderService(settings, store(), ocelot_client(), persistence, queue, schedules)
+
+
+@cache
+def publisher_service() -> PublisherService:
+    from ocelot_sms.publisher import PublisherService
+
+    return PublisherService(store(), EventBridgeBus(get_settings().event_bus_name))
 
 
 @cache
@@ -155,5 +241,8 @@ def reset() -> None:
         webhook_service,
         applier_service,
         status_service,
+        scheduler_client,
+        events_client,
+        publisher_service,
     ):
         factory.cache_clear()

@@ -45,6 +45,34 @@ class Matches:
         return None if re.fullmatch(self.pattern, str(value)) else f"must be {self.meaning}"
 
 
+@dataclass(frozen=True, slots=True)
+class QuietWindow:
+    """HH:MM-HH:MM that does not start where it ends, or empty."""
+
+    def problem(self, value: Any) -> str | None:
+        from ocelot_sms.quiet_hours import QuietHours
+
+        try:
+            QuietHours.parse(str(value), "UTC")
+        except ValueError as error:
+            return f"must be a window HH:MM-HH:MM or empty ({error})"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeZoneName:
+    """An IANA time zone (America/Chicago)."""
+
+    def problem(self, value: Any) -> str | None:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(str(value))
+        except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+            return "must be an IANA time zone such as America/Chicago"
+        return None
+
+
 NonNegative = Between(0, math.inf)
 Positive = Between(math.ulp(0.0), math.inf)
 AtLeastOne = Between(1, math.inf)
@@ -77,6 +105,17 @@ class Settings:
     # answers 504 at 30 s, cold start included); the chunks it cannot start go to the send queue.
     api_budget_seconds: Annotated[float, Between(1, 29)] = 25.0
     send_queue_url: str = ""
+    # Sends made later (sendAt, quiet hours): EventBridge Scheduler's schedule group, the role its
+    # schedules put the request on the send queue with, and that queue's ARN (a schedule's target).
+    schedule_group_name: str = ""
+    schedule_role_arn: str = ""
+    send_queue_arn: str = ""
+    # A daily window of wall-clock time in quiet_hours_time_zone in which no send starts (it is
+    # scheduled for the window's end unless urgent); empty: none.
+    quiet_hours: Annotated[str, QuietWindow()] = ""
+    quiet_hours_time_zone: Annotated[str, TimeZoneName()] = "UTC"
+    # Where status changes and inbound messages are published (EventBridge bus name or ARN).
+    event_bus_name: str = ""
     # A request is handed to the send queue only if its body fits (SQS's default maximum, 256 KiB).
     send_queue_max_bytes: Annotated[int, Between(1024, 1_048_576)] = 262_144
     # Connect and read timeout of each Secrets Manager call (two attempts at most).

@@ -9,18 +9,23 @@ import binascii
 import json
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ocelot_sms.clock import iso, utc_now
 from ocelot_sms.contract import CallbackEvent
 from ocelot_sms.delivery import DeliveryStatus
 from ocelot_sms.errors import BadRequest, NotFound
+from ocelot_sms.publisher import inbound_detail
 from ocelot_sms.store import (
+    BatchRecord,
     ChunkRecord,
     ChunkStatus,
     EventRecord,
     MessageRecord,
     MessageState,
     Recipient,
+    ScheduleStatus,
     SendPart,
     Store,
     StoredBatch,
@@ -32,9 +37,12 @@ DEFAULT_PAGE = 100
 # Sends listed per page: each is counted over all its messages.
 MAX_SENDS_PAGE = 100
 DEFAULT_SENDS_PAGE = 20
+# Replies listed when no `since` is given: those of the last day.
+DEFAULT_INBOUND_SINCE = timedelta(days=1)
 # Messages of the batch with no chunk record: their chunk was never tried (an earlier one failed).
 NOT_SENT = "not_sent"
 NEVER_TRIED = "not sent: an earlier chunk of its batch could not be sent"
+SUPPRESSED_REASON = "not sent: the number is suppressed (its recipient opted out)"
 _BAD_CURSOR = "cursor is not one this API returned"
 
 
@@ -64,14 +72,27 @@ def decode_cursor(cursor: str | None) -> int:
     return offset
 
 
-def decode_position(cursor: str | None) -> str | None:
-    """Where a page of sends starts, from the cursor of the page before (None: the newest)."""
+def decode_position(cursor: str | None, key: str = "before") -> str | None:
+    """Where a page starts, from the cursor of the page before (None: the first page)."""
     if not cursor:
         return None
-    before = _decode(cursor, "before")
-    if not isinstance(before, str) or not before:
+    position = _decode(cursor, key)
+    if not isinstance(position, str) or not position:
         raise BadRequest(_BAD_CURSOR)
-    return before
+    return position
+
+
+def parse_since(since: str | None, now: datetime | None = None) -> datetime:
+    """An ISO 8601 instant (UTC when it has no offset) or date; a day ago when absent."""
+    if not since:
+        return (now or utc_now()) - DEFAULT_INBOUND_SINCE
+    try:
+        parsed = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        instant = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        instant.astimezone(UTC)  # OverflowError at the ends of the calendar
+    except (ValueError, OverflowError) as error:
+        raise BadRequest("since must be an ISO 8601 date or instant, e.g. 2026-11-26T16:00:00Z") from error
+    return instant
 
 
 def parse_limit(
@@ -127,6 +148,7 @@ class StatusService:
             "createdAt": stored.batch.created_at,
             "origin": stored.batch.origin,
             "messageCount": stored.batch.message_count,
+            "schedule": _schedule_view(stored.batch),
             "send": {"sendId": part.send_id, "part": part.part, "parts": part.parts} if part else None,
             "counts": _counts(ordered),
             "chunks": [_chunk_view(c) for c in stored.chunks],
@@ -188,6 +210,7 @@ class StatusService:
                     "createdAt": part.created_at,
                     "origin": part.origin,
                     "messageCount": part.message_count,
+                    "schedule": _schedule_view(batch.batch) if batch else None,
                     "counts": _counts(rows),
                 }
             )
@@ -195,8 +218,15 @@ class StatusService:
 
     def _rows(self, stored: StoredBatch, part: SendPart | None) -> list[dict[str, Any]]:
         """One row per message of the batch in request order: accepted ones with their current state,
-        the others with their chunk's status and reason (recipients from the send part, if any)."""
+        the others with their chunk's status and reason (recipients from the send part, if any); those
+        of a batch to be sent later `scheduled` (or `cancelled`), those left out `suppressed`."""
         recipients = part.recipients if part else ()
+        waiting = _waiting(stored.batch)
+        if waiting is not None:
+            return [
+                _row(i, _recipient_at(recipients, i), None, waiting)
+                for i in range(stored.batch.message_count)
+            ]
         rows: dict[int, dict[str, Any]] = {}
         accepted: list[MessageRecord] = []
         for chunk in stored.chunks:
@@ -206,11 +236,29 @@ class StatusService:
                 rows.update((row["index"], row) for row in _unconfirmed(chunk, recipients))
         states = self._store.get_states([m.message_id for m in accepted])
         rows.update((m.index, _accepted_row(m, states.get(m.message_id))) for m in accepted)
+        for index in stored.batch.suppressed:
+            rows[index] = _row(index, _recipient_at(recipients, index), None, DeliveryStatus.SUPPRESSED.value)
+            rows[index]["errorMessage"] = SUPPRESSED_REASON
         for index in range(stored.batch.message_count):
             if index not in rows:
                 rows[index] = _row(index, _recipient_at(recipients, index), None, NOT_SENT)
                 rows[index]["errorMessage"] = NEVER_TRIED
         return [rows[i] for i in sorted(rows)]
+
+    def inbound(
+        self, since: str | None = None, limit: str | int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """Texts recipients sent us, oldest first from `since` (a day ago by default), each with the
+        message of ours it most likely answers: the last one sent to that number before it."""
+        after = decode_position(cursor, "after")
+        page_size = parse_limit(limit)
+        start = parse_since(since)
+        page = self._store.inbound(start, page_size, after)
+        return {
+            "since": iso(start),
+            "messages": [inbound_detail(e) for e in page.events],
+            "nextCursor": _encode({"after": page.next}) if page.next else None,
+        }
 
     def message(self, message_id: str) -> dict[str, Any]:
         found = self._store.get_message(message_id)
@@ -267,11 +315,32 @@ def _unconfirmed(chunk: ChunkRecord, recipients: tuple[Recipient, ...]) -> list[
     """Messages of a chunk without Ocelot ids: who they were for, and why they have none."""
     status = DeliveryStatus.UNKNOWN.value if chunk.status is ChunkStatus.UNKNOWN else chunk.status.value
     rows = []
-    for index in range(chunk.first_index, chunk.first_index + chunk.size):
+    for index in chunk.positions:
         row = _row(index, _recipient_at(recipients, index), None, status)
         row.update(batchId=chunk.batch_id, errorMessage=chunk.reason)
         rows.append(row)
     return rows
+
+
+def _waiting(batch: BatchRecord) -> str | None:
+    """The status of every message of a batch whose sending has not begun: scheduled or cancelled."""
+    schedule = batch.schedule
+    if schedule is None or schedule.status is ScheduleStatus.STARTED:
+        return None
+    if schedule.status is ScheduleStatus.CANCELLED:
+        return DeliveryStatus.CANCELLED.value
+    return DeliveryStatus.SCHEDULED.value
+
+
+def _schedule_view(batch: BatchRecord) -> dict[str, Any] | None:
+    schedule = batch.schedule
+    if schedule is None:
+        return None
+    return {
+        "status": schedule.status.value,
+        "scheduledFor": schedule.scheduled_for,
+        "reason": schedule.reason,
+    }
 
 
 def _untried(part: SendPart) -> list[dict[str, Any]]:

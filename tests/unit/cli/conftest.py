@@ -26,7 +26,7 @@ from ocelot_sms_cli.target import Target
 from tests.events import load_event, with_body
 from tests.unit.support.aws import FakeContext
 from tests.unit.support.cli import API
-from tests.unit.support.flows import api_get
+from tests.unit.support.flows import api_get, delete_batch
 from tests.unit.support.ocelot import FakeOcelot, guard_network, ocelot_mock
 from tools.template_resources import create_queue_pair
 
@@ -88,12 +88,15 @@ def stack_api(http: responses.RequestsMock, ocelot: FakeOcelot) -> list[str]:
         if request.method == "POST":
             event = with_body(load_event("api_post_batch"), json.loads(request.body or b"{}"))
             response = dict(sender_handler.lambda_handler(event, FakeContext()))
+        elif request.method == "DELETE":
+            response = dict(sender_handler.lambda_handler(delete_batch(url.path), FakeContext()))
         else:
             response = status_handler.lambda_handler(status_event(url), FakeContext())  # type: ignore[arg-type]
         return response["statusCode"], response.get("headers") or {}, response["body"]
 
     http.add_callback(responses.POST, f"{API}/batches", callback=answer)
     http.add_callback(responses.GET, re.compile(re.escape(API) + r"/.*"), callback=answer)
+    http.add_callback(responses.DELETE, re.compile(re.escape(API) + r"/batches/.*"), callback=answer)
     return asked
 
 

@@ -5,7 +5,7 @@ and a calling system's requests by CallerPolicy."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +168,38 @@ def test_finding_a_deployed_stack_is_allowed_to_operators_and_resenders(
     assert recorder.calls == [Call("cloudformation:DescribeStacks", "Stack")]
     for policy in ("OperatorPolicy", "ResendPolicy"):
         assert refused(policy_statements(policy), recorder.calls) == []
+
+
+def test_sending_later_cancelling_replies_and_suppression_need_only_the_operator_policy(
+    recorder: Recorder,
+    stack_api: list[str],
+    ocelot: FakeOcelot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a stack that sends later (the Sender's schedule group)
+    monkeypatch.setenv("SCHEDULE_GROUP_NAME", "sends")
+    monkeypatch.setenv("SCHEDULE_ROLE_ARN", "arn:aws:iam::123456789012:role/schedules")
+    monkeypatch.setenv("SEND_QUEUE_ARN", "arn:aws:sqs:us-east-1:123456789012:send")
+    with recorder.paused():
+        boto3.client("scheduler").create_schedule_group(Name="sends")
+    # When an operator sends a file for later, cancels it, lists replies and manages suppressions
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds")
+    run("send", str(rows_csv(tmp_path, 2)), "--send-id", "pol-later", "--at", at)
+    run("cancel", "pol-later")
+    run("inbound")
+    run("suppression", "add", "+15551230001")
+    run("suppression", "list")
+    run("suppression", "remove", "+15551230001")
+    # Then every AWS call and API request was one OperatorPolicy allows
+    made = recorder.calls + api_calls(stack_api)
+    assert {c.resource for c in made} >= {"DELETE /batches/pol-later", "GET /inbound"}
+    assert {c.action for c in made} >= {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"}
+    assert refused(policy_statements("OperatorPolicy"), made) == []
+    # And a calling system may cancel and read replies too, not change suppressions
+    api_made = api_calls(stack_api)
+    assert (
+        refused(policy_statements("CallerPolicy"), [c for c in api_made if c.resource != "POST /batches"])
+        == []
+    )
+    assert refused(policy_statements("CallerPolicy"), [Call("dynamodb:DeleteItem", "MessagesTable")])

@@ -4,11 +4,14 @@ template deploys described, and nothing else."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 from openapi_schema_validator import OAS31Validator
@@ -22,6 +25,7 @@ from functions.webhook import app as webhook_app
 from ocelot_sms.observability import metrics
 from tests.events import EVENTS, load_event, with_body
 from tests.unit.support.aws import FakeContext
+from tests.unit.support.flows import delete_batch
 from tests.unit.support.ocelot import FakeOcelot, Reply, Sent, guard_network, nestjs, ocelot_mock
 from tools.template_resources import ROOT, load_template
 
@@ -316,3 +320,35 @@ def test_a_request_id_used_with_another_body_is_a_documented_conflict(api: Api) 
 def test_the_document_is_where_the_readme_says() -> None:
     # Given the README; Then it points callers at the document
     assert "docs/openapi.yaml" in (ROOT / "README.md").read_text()
+
+
+def test_sending_later_cancel_and_replies_are_answered_as_documented(
+    api: Api, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stack that can send later, and a batch to be sent in an hour, and one sent at once
+    monkeypatch.setenv("SCHEDULE_GROUP_NAME", "sends")
+    monkeypatch.setenv("SCHEDULE_ROLE_ARN", "arn:aws:iam::123456789012:role/schedules")
+    monkeypatch.setenv("SEND_QUEUE_ARN", "arn:aws:sqs:us-east-1:123456789012:send")
+    boto3.client("scheduler").create_schedule_group(Name="sends")
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    later = json.loads(load_event("api_post_batch")["body"]) | {"requestId": "later-1", "sendAt": at}
+    scheduled = api(with_body(load_event("api_post_batch"), later))
+    sent(api)
+    sent_id = json.loads(load_event("api_post_batch")["body"])["requestId"]
+
+    # When the scheduled batch is read, cancelled twice, and the one sent at once cancelled
+    read = status_route(api, "GET /batches/{requestId}", "/batches/later-1", {"requestId": "later-1"})
+    cancel = delete_batch("/batches/later-1")
+    cancel.update(routeKey="DELETE /batches/{requestId}", pathParameters={"requestId": "later-1"})
+    cancelled, again = api(cancel), api(copy.deepcopy(cancel))
+    too_late = delete_batch(f"/batches/{sent_id}")
+    too_late.update(routeKey="DELETE /batches/{requestId}", pathParameters={"requestId": sent_id})
+    # And the replies are listed, and with a since that is no time
+    replies = status_route(api, "GET /inbound", "/inbound", query={"since": "2026-01-01"})
+    bad_since = status_route(api, "GET /inbound", "/inbound", query={"since": "soon"})
+
+    # Then each is valid against the document (checked by `api`), with what happened
+    assert (scheduled[0], scheduled[1]["status"]) == (202, "scheduled")
+    assert read[1]["schedule"]["status"] == "scheduled"
+    assert (cancelled[0], again[0], cancelled[1]["status"]) == (200, 200, "cancelled")
+    assert (api(too_late)[0], replies[0], bad_since[0]) == (409, 200, 400)

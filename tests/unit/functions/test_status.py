@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -471,3 +472,42 @@ def test_a_send_and_the_list_of_sends_are_served(ocelot: FakeOcelot, lambda_cont
     # And an unknown send or a bad limit are answered as such
     assert call(api_get("/sends/{sendId}", {"sendId": "nope"}), lambda_context)[0] == 404
     assert call(api_get("/sends", {}, {"limit": "0"}), lambda_context)[0] == 400
+
+
+# ---- GET /inbound ------------------------------------------------------------------------------------
+
+
+def test_inbound_lists_replies_in_pages_each_linked_to_what_it_answers(
+    ocelot: FakeOcelot, lambda_context: FakeContext
+) -> None:
+    # Given a message sent to a number, then five replies from it
+    sent = send("inbound-1", 1)
+    to = sent.messages[0].to
+    replies = [
+        {
+            "name": "IncomingSms.received",
+            "eventId": f"in-{n}",
+            "from": to,
+            "to": "+15550000000",
+            "text": f"answer {n}",
+            "dateTime": datetime.now(UTC).isoformat(),
+        }
+        for n in range(5)
+    ]
+    assert deliver(replies, "d-inbound").status_code == 200
+
+    # When listed two at a time
+    pages = walk_pages(lambda query: call(api_get("/inbound", {}, query), lambda_context)[1], {"limit": "2"})
+
+    # Then every reply is listed once, oldest first, each linked to the message it answers
+    listed = [m for p in pages for m in p["messages"]]
+    assert sorted(m["text"] for m in listed) == [f"answer {n}" for n in range(5)]
+    assert len(pages) == 3
+    assert {(m["inReplyTo"]["requestId"], m["inReplyTo"]["ref"]) for m in listed} == {("inbound-1", "ref-0")}
+
+
+def test_inbound_since_must_be_a_time(lambda_context: FakeContext, aws: dict[str, Any]) -> None:
+    # Given / When / Then a since that is not a time is a bad request
+    code, body = call(api_get("/inbound", {}, {"since": "last week"}), lambda_context)
+    assert code == 400
+    assert "since" in body["message"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -34,10 +35,30 @@ class MemoryQueue:
 
 
 @dataclass
+class MemorySchedules:
+    """EventBridge Scheduler's one-time schedules by name: (when, the message it puts on the queue)."""
+
+    made: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    refuse: Exception | None = None
+
+    def create(self, name: str, at: datetime, body: str) -> bool:
+        if self.refuse is not None:
+            raise self.refuse
+        if name in self.made:
+            return False
+        self.made[name] = (at, body)
+        return True
+
+    def delete(self, name: str) -> bool:
+        return self.made.pop(name, None) is not None
+
+
+@dataclass
 class Wired:
     store: MemoryStore = field(default_factory=MemoryStore)
     idempotency: MemoryIdempotency = field(default_factory=MemoryIdempotency)
     queue: MemoryQueue = field(default_factory=MemoryQueue)
+    schedules: MemorySchedules = field(default_factory=MemorySchedules)
     # What the Ocelot secret holds now: a test may change it, as an operator rotating the key would.
     ocelot_secret: dict[str, str] = field(default_factory=lambda: dict(OCELOT_CREDENTIALS))
     # How many times the secret was read (a test may make reading it fail by setting `secret_error`).
@@ -52,7 +73,12 @@ def wired(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire
 
     def sender_service() -> SenderService:
         return SenderService(
-            get_settings(), wiring.store, runtime.ocelot_client(), wiring.idempotency, wiring.queue
+            get_settings(),
+            wiring.store,
+            runtime.ocelot_client(),
+            wiring.idempotency,
+            wiring.queue,
+            wiring.schedules,
         )
 
     def ocelot_credentials(

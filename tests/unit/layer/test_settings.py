@@ -181,3 +181,26 @@ def test_the_default_chunk_size_is_the_contracts() -> None:
     from ocelot_sms.contract import DEFAULT_MAX_MESSAGES_PER_REQUEST
 
     assert Settings(table_name="t").ocelot_max_messages == DEFAULT_MAX_MESSAGES_PER_REQUEST
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "says"),
+    [
+        ("QUIET_HOURS", "21:00", "must be a window HH:MM-HH:MM or empty"),
+        ("QUIET_HOURS", "08:00-08:00", "starts where it ends"),
+        ("QUIET_HOURS_TIME_ZONE", "Central Time", "must be an IANA time zone"),
+        ("QUIET_HOURS_TIME_ZONE", "../etc/passwd", "must be an IANA time zone"),
+    ],
+)
+def test_quiet_hours_must_be_a_window_in_a_time_zone(name: str, raw: str, says: str) -> None:
+    # Given a window that is none, or a zone that is none; When read; Then SettingsError saying so
+    with pytest.raises(SettingsError, match=says):
+        Settings.from_env({"TABLE_NAME": "t", name: raw})
+
+
+def test_quiet_hours_are_read_as_given() -> None:
+    # Given / When a window and its zone; Then kept as given
+    settings = Settings.from_env(
+        {"TABLE_NAME": "t", "QUIET_HOURS": "21:00-08:00", "QUIET_HOURS_TIME_ZONE": "America/Chicago"}
+    )
+    assert (settings.quiet_hours, settings.quiet_hours_time_zone) == ("21:00-08:00", "America/Chicago")

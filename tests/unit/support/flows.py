@@ -138,6 +138,16 @@ def api_get(
     return event
 
 
+def delete_batch(path: str) -> dict[str, Any]:
+    """DELETE /batches/{requestId} (`path`, percent-encoded) as API Gateway hands it to the Sender."""
+    event = load_event("api_post_batch")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = "DELETE"
+    event["routeKey"] = event["requestContext"]["routeKey"] = "DELETE /batches/{requestId}"
+    event["body"] = None
+    return event
+
+
 def with_method(event: dict[str, Any], method: str, path: str | None = None) -> dict[str, Any]:
     event = copy.deepcopy(event)
     event["requestContext"]["http"]["method"] = method

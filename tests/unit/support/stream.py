@@ -11,25 +11,25 @@ from tools.local.event_sources import stream_record
 from tools.template_resources import Resolver, StreamSource, stream_sources
 
 
-def _applier_source() -> StreamSource:
-    """The applier's mapping as the template declares it (its filter is what matters here)."""
+def _stream_source(function: str) -> StreamSource:
+    """A function's mapping as the template declares it (its filter is what matters here)."""
     resolver = Resolver(parameters={}, refs={}, arns={}, region="us-east-1", account_id="123456789012")
-    [source] = stream_sources(resolver)["ApplierFunction"]
+    [source] = stream_sources(resolver)[function]
     return source
 
 
 class TableStream:
-    """Reads a moto table's stream from where it was last read, like one Lambda poller."""
+    """Reads a moto table's stream from where it was last read, like one Lambda poller of `function`."""
 
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, table_name: str, function: str = "ApplierFunction") -> None:
         self._client = boto3.client("dynamodbstreams")
         arn = boto3.client("dynamodb").describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
         self._arn = arn
         self._iterators: dict[str, str] = {}
-        self._source = _applier_source()
+        self._source = _stream_source(function)
 
     def next_records(self) -> list[dict[str, Any]]:
-        """The records written since the last call that the event source would hand the applier."""
+        """The records written since the last call that the event source would hand the function."""
         shards = self._client.describe_stream(StreamArn=self._arn)["StreamDescription"]["Shards"]
         records: list[dict[str, Any]] = []
         for shard in shards:

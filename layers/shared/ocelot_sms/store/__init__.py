@@ -3,11 +3,13 @@
 Keys are spelled in keys.py and items made in codec.py; nothing outside this package sees an item.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ocelot_sms.store.base import (
     INTERRUPTED_REASON,
     RequestConflict,
+    RequestTooLarge,
     SendConflict,
     StorageError,
     Store,
@@ -18,6 +20,8 @@ from ocelot_sms.store.records import (
     ChunkStatus,
     EventRecord,
     EventWrite,
+    Inbound,
+    InboundPage,
     MessageHistory,
     MessageRecord,
     MessageState,
@@ -25,31 +29,43 @@ from ocelot_sms.store.records import (
     RawRef,
     Recipient,
     Rejection,
+    Schedule,
+    ScheduleStatus,
     SendPage,
     SendPart,
     SendRecord,
+    SentRef,
     StateChange,
     StoredBatch,
     StoredSend,
+    Suppression,
+    SuppressionPage,
+    SuppressionSource,
 )
 
 if TYPE_CHECKING:
+    from ocelot_sms.store.codec import accepted_from_values as accepted_from_image
+    from ocelot_sms.store.codec import event_from_values as event_from_image
     from ocelot_sms.store.codec import raw_from_values as raw_delivery_from_image
+    from ocelot_sms.store.codec import state_from_values as state_from_image
     from ocelot_sms.store.dynamodb import DynamoStore
+
+# The backend and the codec import boto3: loaded when first used, so that a path that only validates
+# (the Sender's 422 and dry run) imports no AWS SDK.
+_ON_FIRST_USE = {
+    "DynamoStore": ("ocelot_sms.store.dynamodb", "DynamoStore"),
+    "accepted_from_image": ("ocelot_sms.store.codec", "accepted_from_values"),
+    "event_from_image": ("ocelot_sms.store.codec", "event_from_values"),
+    "raw_delivery_from_image": ("ocelot_sms.store.codec", "raw_from_values"),
+    "state_from_image": ("ocelot_sms.store.codec", "state_from_values"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The backend and the codec import boto3: loaded when first used, so that a path that only
-    validates (the Sender's 422 and dry run) imports no AWS SDK."""
-    if name == "DynamoStore":
-        from ocelot_sms.store.dynamodb import DynamoStore
-
-        return DynamoStore
-    if name == "raw_delivery_from_image":
-        from ocelot_sms.store.codec import raw_from_values
-
-        return raw_from_values
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _ON_FIRST_USE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _ON_FIRST_USE[name]
+    return getattr(importlib.import_module(module), attribute)
 
 
 __all__ = [
@@ -60,6 +76,8 @@ __all__ = [
     "DynamoStore",
     "EventRecord",
     "EventWrite",
+    "Inbound",
+    "InboundPage",
     "MessageHistory",
     "MessageRecord",
     "MessageState",
@@ -68,14 +86,24 @@ __all__ = [
     "Recipient",
     "Rejection",
     "RequestConflict",
+    "RequestTooLarge",
+    "Schedule",
+    "ScheduleStatus",
     "SendConflict",
     "SendPage",
     "SendPart",
     "SendRecord",
+    "SentRef",
     "StateChange",
     "StorageError",
     "Store",
     "StoredBatch",
     "StoredSend",
+    "Suppression",
+    "SuppressionPage",
+    "SuppressionSource",
+    "accepted_from_image",
+    "event_from_image",
     "raw_delivery_from_image",
+    "state_from_image",
 ]

@@ -15,17 +15,22 @@ from ocelot_sms.store.records import (
     ChunkRecord,
     EventRecord,
     EventWrite,
+    InboundPage,
     MessageHistory,
     MessageRecord,
     MessageState,
     RawDelivery,
     RawRef,
     Rejection,
+    ScheduleStatus,
     SendPage,
     SendPart,
+    SentRef,
     StateChange,
     StoredBatch,
     StoredSend,
+    Suppression,
+    SuppressionPage,
 )
 
 # Lambda's longest timeout: a chunk claimed longer ago than this is no longer being sent.
@@ -48,11 +53,25 @@ class SendConflict(RequestConflict):
     """The send was recorded with another number of parts, or its part with another requestId."""
 
 
+class RequestTooLarge(ValueError):
+    """A request to be sent later is too large to keep in an item, even compressed."""
+
+
 class Store(Protocol):
     # ---- the Sender ----------------------------------------------------------------------------------
 
-    def put_batch(self, batch: BatchRecord) -> None:
-        """First write wins; raises RequestConflict when the stored batch has another request hash."""
+    def put_batch(self, batch: BatchRecord) -> BatchRecord:
+        """First write wins: returns the batch as stored (this one when it is new, with its creation
+        time). Raises RequestConflict when the stored batch has another request hash, RequestTooLarge
+        when a request to be sent later cannot be kept."""
+        ...
+
+    def end_schedule(
+        self, request_id: str, status: ScheduleStatus, suppressed: tuple[int, ...] = ()
+    ) -> BatchRecord | None:
+        """Move a scheduled batch to STARTED (with the positions it leaves out) or CANCELLED, in one
+        conditional write, only while it is SCHEDULED. Returns the batch as it stands after (whoever
+        won); None when there is no such batch."""
         ...
 
     def get_chunk(self, request_id: str, index: int) -> ChunkRecord | None: ...
@@ -94,6 +113,20 @@ class Store(Protocol):
         an earlier failure; an event stored before without being understood is stored again."""
         ...
 
+    def last_sent_to(self, number: str, before: str) -> SentRef | None:
+        """The last message accepted for `number` before the instant `before` (ISO, UTC)."""
+        ...
+
+    def suppress(self, suppression: Suppression) -> bool:
+        """Keep the number suppressed. An operator's always stands; a callback's only over an older
+        callback's (by `at`), never over an operator's. True when this one stands now."""
+        ...
+
+    def lift_suppression(self, number: str, before: str | None = None) -> bool:
+        """Lift a number's suppression: an operator's decision (`before` None) lifts any; a callback
+        (an opt-in reply at `before`) only an older callback's. True when one was lifted."""
+        ...
+
     def raw_deliveries(self, day: str) -> Iterator[RawDelivery]:
         """Every raw delivery received on that UTC day (yyyy-mm-dd), truncated ones included."""
         ...
@@ -113,6 +146,24 @@ class Store(Protocol):
         ...
 
     def get_message(self, message_id: str) -> MessageHistory: ...
+
+    def get_metas(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        """The correlations of these messages by id (those with none are left out). Never partial."""
+        ...
+
+    def suppressions(self, numbers: Sequence[str]) -> dict[str, Suppression]:
+        """The suppressed ones of these numbers. Never partial."""
+        ...
+
+    def list_suppressions(self, limit: int, after: str | None = None) -> SuppressionPage:
+        """Suppressed numbers in number order, `limit` at most, from after `after` (the previous
+        page's `next`)."""
+        ...
+
+    def inbound(self, since: datetime, limit: int, after: str | None = None) -> InboundPage:
+        """Inbound events stored since `since` (and within the data retention), oldest first, `limit`
+        at most; `after` is the previous page's `next`."""
+        ...
 
     def get_send(self, send_id: str) -> StoredSend | None:
         """The send and the parts recorded so far, in part order."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -19,20 +20,27 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from ocelot_sms.clock import from_iso, iso
 from ocelot_sms.store import keys
+from ocelot_sms.store.base import RequestTooLarge
 from ocelot_sms.store.records import (
     BatchRecord,
     ChunkRecord,
     ChunkStatus,
     EventRecord,
+    Inbound,
     MessageRecord,
     MessageState,
     RawDelivery,
     RawRef,
     Recipient,
     Rejection,
+    Schedule,
+    ScheduleStatus,
     SendPart,
     SendRecord,
+    SentRef,
     StateChange,
+    Suppression,
+    SuppressionSource,
 )
 
 Item = dict[str, Any]
@@ -51,6 +59,8 @@ PROBLEMS_KEPT = 100
 EVENT_PAYLOAD_MAX = 64_000
 # Free-text fields copied into event and state items are cut to this many characters.
 TEXT_FIELD_MAX = 1024
+# An inbound text is kept up to this many characters (a long SMS is 10 segments of 153).
+INBOUND_TEXT_MAX = 4000
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -107,6 +117,16 @@ def unpack(value: Any, encoding: str | None) -> bytes:
 
 
 def batch_item(record: BatchRecord, created_at: str, expires_at: int) -> Item:
+    """The batch, with the request itself when it is to be sent later (RequestTooLarge when an item
+    cannot hold it even compressed)."""
+    schedule = record.schedule
+    request: tuple[str | Binary, str] | None = None
+    if schedule is not None and schedule.request is not None:
+        request = pack(schedule.request.encode())
+        if request is None:
+            raise RequestTooLarge(
+                f"the request is too large to keep until it is sent ({len(schedule.request):,} bytes)"
+            )
     return to_item(
         {
             **keys.batch(record.request_id),
@@ -116,6 +136,12 @@ def batch_item(record: BatchRecord, created_at: str, expires_at: int) -> Item:
             "messageCount": record.message_count,
             "chunkCount": record.chunk_count,
             "origin": record.origin,
+            "suppressed": list(record.suppressed) or None,
+            "scheduleStatus": schedule.status.value if schedule else None,
+            "scheduledFor": schedule.scheduled_for if schedule else None,
+            "scheduleReason": schedule.reason if schedule else None,
+            "request": request[0] if request else None,
+            "requestEncoding": request[1] if request else None,
             "createdAt": created_at,
             "expiresAt": expires_at,
         }
@@ -124,14 +150,45 @@ def batch_item(record: BatchRecord, created_at: str, expires_at: int) -> Item:
 
 def batch_from(item: Mapping[str, Any]) -> BatchRecord:
     plain = from_item(item)
+    schedule = None
+    if plain.get("scheduleStatus"):
+        request = plain.get("request")
+        schedule = Schedule(
+            status=ScheduleStatus(plain["scheduleStatus"]),
+            scheduled_for=plain.get("scheduledFor", ""),
+            reason=plain.get("scheduleReason", ""),
+            request=unpack(request, plain.get("requestEncoding")).decode() if request is not None else None,
+        )
     return BatchRecord(
         request_id=plain["requestId"],
         request_hash=plain.get("requestHash", ""),
         message_count=plain.get("messageCount") or 0,
         chunk_count=plain.get("chunkCount") or 0,
         origin=plain.get("origin", ""),
+        suppressed=tuple(plain.get("suppressed") or ()),
+        schedule=schedule,
         created_at=plain.get("createdAt"),
     )
+
+
+def schedule_update(
+    request_id: str, status: ScheduleStatus, at: str, suppressed: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """The one conditional UpdateItem that ends a schedule (started or cancelled): only a batch still
+    scheduled changes, so a cancel racing the start is decided by whichever write comes first."""
+    expression = "SET scheduleStatus = :to, scheduleChangedAt = :at"
+    values: dict[str, Any] = {":from": ScheduleStatus.SCHEDULED.value, ":to": status.value, ":at": at}
+    if suppressed:
+        expression += ", suppressed = :suppressed"
+        values[":suppressed"] = list(suppressed)
+    return {
+        "Key": key_item(keys.batch(request_id)),
+        "UpdateExpression": expression,
+        "ConditionExpression": "scheduleStatus = :from",
+        "ExpressionAttributeValues": to_item(values),
+        "ReturnValues": "ALL_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
 
 
 def is_batch(item: Mapping[str, Any]) -> bool:
@@ -240,6 +297,8 @@ def chunk_item(chunk: ChunkRecord, now: datetime, expires_at: int, claim_token: 
     }
     if chunk.message_ids:
         item["messageIds"] = list(chunk.message_ids)
+    if chunk.skipped:
+        item["skipped"] = list(chunk.skipped)
     if chunk.status is ChunkStatus.ACCEPTED and chunk.batch_id:
         item["GSI1PK"], item["GSI1SK"] = keys.ocelot_batch(chunk.batch_id, chunk.request_id, chunk.index)
         # Found again by the stale-message sweep (GSI2, sparse) until it has been swept.
@@ -278,6 +337,7 @@ def chunk_from(item: Mapping[str, Any]) -> ChunkRecord:
         reason=plain.get("reason"),
         message_ids=tuple(plain.get("messageIds", ())),
         payload=payload,
+        skipped=tuple(plain.get("skipped") or ()),
         updated_at=plain.get("updatedAt"),
     )
 
@@ -306,12 +366,23 @@ def message_item(record: MessageRecord, created_at: str, expires_at: int) -> Ite
             "expiresAt": expires_at,
             "GSI1PK": keys.chunk_messages(record.request_id, record.chunk_index),
             "GSI1SK": keys.message_position(record.index),
+            # Found by its recipient: what a reply from that number answers.
+            "GSI2PK": keys.recipient(record.to),
+            "GSI2SK": keys.sent_position(created_at, record.message_id),
         }
     )
 
 
-def message_from(item: Mapping[str, Any]) -> MessageRecord:
+def sent_ref(item: Mapping[str, Any]) -> SentRef:
     plain = from_item(item)
+    return SentRef(plain["messageId"], plain["requestId"], plain.get("ref"), plain.get("createdAt"))
+
+
+def message_from(item: Mapping[str, Any]) -> MessageRecord:
+    return _message_record(from_item(item))
+
+
+def _message_record(plain: Mapping[str, Any]) -> MessageRecord:
     return MessageRecord(
         message_id=plain["messageId"],
         request_id=plain["requestId"],
@@ -336,6 +407,7 @@ def state_update(change: StateChange, updated_at: str, expires_at: int) -> dict[
         ":ec": clip(change.error_code),
         ":em": clip(change.error_message),
         ":b": clip(change.batch_id),
+        ":to": clip(change.to),
         ":u": updated_at,
         ":x": expires_at,
     }
@@ -343,16 +415,29 @@ def state_update(change: StateChange, updated_at: str, expires_at: int) -> dict[
         "Key": key_item(keys.message_state(change.message_id)),
         "UpdateExpression": (
             "SET #type = :ty, messageId = :m, #status = :s, orderKey = :k, eventId = :e, eventTime = :t, "
-            "errorCode = :ec, errorMessage = :em, batchId = :b, updatedAt = :u, expiresAt = :x"
+            "errorCode = :ec, errorMessage = :em, batchId = :b, #to = :to, updatedAt = :u, expiresAt = :x"
         ),
         "ConditionExpression": "attribute_not_exists(orderKey) OR orderKey < :k",
-        "ExpressionAttributeNames": {"#type": "type", "#status": "status"},
+        "ExpressionAttributeNames": {"#type": "type", "#status": "status", "#to": "to"},
         "ExpressionAttributeValues": {k: _serializer.serialize(v) for k, v in values.items()},
     }
 
 
 def state_from(item: Mapping[str, Any]) -> MessageState:
-    plain = from_item(item)
+    return state_from_values(from_item(item))
+
+
+def accepted_from_values(values: Mapping[str, Any]) -> tuple[MessageRecord, str | None]:
+    """A message meta from its stream image's values (as Powertools hands them over), and when it was
+    written: when Ocelot's acceptance was recorded."""
+    plain = {k: _plain(v) for k, v in values.items()}
+    return _message_record(plain), plain.get("createdAt")
+
+
+def state_from_values(values: Mapping[str, Any]) -> MessageState:
+    """A state from its item's values already read from DynamoDB's typed form (a stream record's
+    NewImage, as Powertools hands it over)."""
+    plain = {k: _plain(v) for k, v in values.items()}
     return MessageState(
         message_id=plain["messageId"],
         status=plain["status"],
@@ -362,6 +447,7 @@ def state_from(item: Mapping[str, Any]) -> MessageState:
         error_code=plain.get("errorCode"),
         error_message=plain.get("errorMessage"),
         batch_id=plain.get("batchId"),
+        to=plain.get("to"),
         updated_at=plain.get("updatedAt"),
     )
 
@@ -404,11 +490,51 @@ def event_item(event: EventRecord, received_at: str, expires_at: int) -> Item:
         item["payload"] = event.payload
     elif event.payload is not None:
         item["payloadInRaw"] = True
+    if event.inbound is not None:
+        item.update(_inbound_attributes(event.inbound))
+        # Listed by the day we stored it (GET /inbound); `kind` is what the publisher's filter reads.
+        item["GSI1PK"], item["GSI1SK"] = keys.inbound(received_at, event.event_id)
     return to_item(item)
 
 
+def _storable(text: str | None, limit: int = TEXT_FIELD_MAX) -> str | None:
+    """Text DynamoDB takes (UTF-8): a lone surrogate (half an emoji, escaped in the JSON) becomes U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text[:limit]) if text is not None else None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _inbound_attributes(inbound: Inbound) -> dict[str, Any]:
+    reply = inbound.reply_to
+    return {
+        "kind": "inbound",
+        "from": _storable(inbound.sender),
+        "to": _storable(inbound.recipient),
+        "text": _storable(inbound.text, INBOUND_TEXT_MAX),
+        "replyTo": {
+            k: v
+            for k, v in {
+                "messageId": reply.message_id,
+                "requestId": reply.request_id,
+                "ref": reply.ref,
+                "sentAt": reply.sent_at,
+            }.items()
+            if v is not None
+        }
+        if reply
+        else None,
+    }
+
+
 def event_from(item: Mapping[str, Any]) -> EventRecord:
-    plain = from_item(item)
+    return event_from_values(from_item(item))
+
+
+def event_from_values(values: Mapping[str, Any]) -> EventRecord:
+    """An event from its item's values already read from DynamoDB's typed form (a stream record's
+    NewImage, as Powertools hands it over)."""
+    plain = {k: _plain(v) for k, v in values.items()}
     raw_sk = plain.get("raw", {}).get("SK", "#")
     received, _, delivery_id = raw_sk.partition("#")
     return EventRecord(
@@ -422,7 +548,63 @@ def event_from(item: Mapping[str, Any]) -> EventRecord:
         payload=plain.get("payload"),
         understood=plain.get("understood", True),
         reported_time=plain.get("reportedTime"),
+        inbound=_inbound_from(plain),
         received_at=plain.get("receivedAt"),
+    )
+
+
+def _inbound_from(plain: Mapping[str, Any]) -> Inbound | None:
+    if plain.get("kind") != "inbound":
+        return None
+    reply = plain.get("replyTo")
+    return Inbound(
+        sender=plain.get("from"),
+        recipient=plain.get("to"),
+        text=plain.get("text"),
+        reply_to=SentRef(reply["messageId"], reply["requestId"], reply.get("ref"), reply.get("sentAt"))
+        if reply
+        else None,
+    )
+
+
+def inbound_position(item: Mapping[str, Any]) -> str:
+    position: str = item["GSI1SK"]["S"]
+    return position
+
+
+# ---- suppressions -----------------------------------------------------------------------------------
+
+
+def suppression_item(suppression: Suppression, created_at: str) -> Item:
+    """No expiry: an opt-out stands until the recipient or an operator lifts it."""
+    gsi_pk, gsi_sk = keys.listed_suppression(suppression.number)
+    return to_item(
+        {
+            **keys.suppression(suppression.number),
+            "type": "suppression",
+            "number": suppression.number,
+            "source": suppression.source.value,
+            "at": suppression.at,
+            "eventId": suppression.event_id,
+            "messageId": suppression.message_id,
+            "reason": clip(suppression.reason),
+            "createdAt": created_at,
+            "GSI1PK": gsi_pk,
+            "GSI1SK": gsi_sk,
+        }
+    )
+
+
+def suppression_from(item: Mapping[str, Any]) -> Suppression:
+    plain = from_item(item)
+    return Suppression(
+        number=plain["number"],
+        source=SuppressionSource(plain["source"]),
+        at=plain.get("at", ""),
+        event_id=plain.get("eventId"),
+        message_id=plain.get("messageId"),
+        reason=plain.get("reason"),
+        created_at=plain.get("createdAt"),
     )
 
 

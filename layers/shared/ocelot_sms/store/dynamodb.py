@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,18 +27,24 @@ from ocelot_sms.store.records import (
     ChunkStatus,
     EventRecord,
     EventWrite,
+    InboundPage,
     MessageHistory,
     MessageRecord,
     MessageState,
     RawDelivery,
     RawRef,
     Rejection,
+    ScheduleStatus,
     SendPage,
     SendPart,
     SendRecord,
+    SentRef,
     StateChange,
     StoredBatch,
     StoredSend,
+    Suppression,
+    SuppressionPage,
+    SuppressionSource,
 )
 
 if TYPE_CHECKING:
@@ -57,13 +64,28 @@ class DynamoStore:
 
     # ---- the Sender ------------------------------------------------------------------------------------
 
-    def put_batch(self, batch: BatchRecord) -> None:
+    def put_batch(self, batch: BatchRecord) -> BatchRecord:
         # First write wins: a replay of the same request keeps the original creation time. The hash is
         # checked here too, because idempotency records of chunks that were not sent are removed.
-        item = codec.batch_item(batch, iso(utc_now()), epoch_after(self._retention_days))
-        stored = self._put_if_absent(item)
-        if stored and codec.batch_from(stored).request_hash not in ("", batch.request_hash):
+        created = iso(utc_now())
+        stored = self._put_if_absent(codec.batch_item(batch, created, epoch_after(self._retention_days)))
+        if not stored:  # ours: new, or our own write applied and retried
+            return replace(batch, created_at=created)
+        found = codec.batch_from(stored)
+        if found.request_hash not in ("", batch.request_hash):
             raise RequestConflict(f"requestId {batch.request_id!r} was already used with a different payload")
+        return found
+
+    def end_schedule(
+        self, request_id: str, status: ScheduleStatus, suppressed: tuple[int, ...] = ()
+    ) -> BatchRecord | None:
+        update = codec.schedule_update(request_id, status, iso(utc_now()), suppressed)
+        try:
+            item = self._client.update_item(TableName=self._table, **update)["Attributes"]
+        except ClientError as error:
+            # Not scheduled any more (or never): the batch as it stands says who won.
+            item = _refused_item(error) or {}
+        return codec.batch_from(item) if item else None
 
     def get_chunk(self, request_id: str, index: int) -> ChunkRecord | None:
         item = self._get(keys.chunk(request_id, index))
@@ -164,6 +186,64 @@ class DynamoStore:
         stored = codec.order_key_of(item)
         return stored is not None and stored >= change.order_key
 
+    def last_sent_to(self, number: str, before: str) -> SentRef | None:
+        found = self._client.query(
+            TableName=self._table,
+            IndexName=keys.GSI2,
+            KeyConditionExpression="GSI2PK = :pk AND GSI2SK < :before",
+            # "~" sorts after "#": every message created up to `before` itself.
+            ExpressionAttributeValues={":pk": {"S": keys.recipient(number)}, ":before": {"S": f"{before}~"}},
+            ScanIndexForward=False,
+            Limit=1,
+        ).get("Items", [])
+        if not found:
+            return None
+        meta = self._get({"PK": found[0]["PK"]["S"], "SK": keys.META_SK})
+        return codec.sent_ref(meta) if meta else None
+
+    def suppress(self, suppression: Suppression) -> bool:
+        item = codec.suppression_item(suppression, iso(utc_now()))
+        if suppression.source is SuppressionSource.OPERATOR:
+            self._client.put_item(TableName=self._table, Item=item)
+            return True
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(PK) OR (#source <> :operator AND #at < :at)",
+                ExpressionAttributeNames={"#source": "source", "#at": "at"},
+                ExpressionAttributeValues={
+                    ":operator": {"S": SuppressionSource.OPERATOR.value},
+                    ":at": {"S": suppression.at},
+                },
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def lift_suppression(self, number: str, before: str | None = None) -> bool:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": codec.key_item(keys.suppression(number)),
+            "ConditionExpression": "attribute_exists(PK)",
+        }
+        if before is not None:
+            request["ConditionExpression"] += " AND #source <> :operator AND #at < :before"
+            request["ExpressionAttributeNames"] = {"#source": "source", "#at": "at"}
+            request["ExpressionAttributeValues"] = {
+                ":operator": {"S": SuppressionSource.OPERATOR.value},
+                ":before": {"S": before},
+            }
+        try:
+            self._client.delete_item(**request)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def raw_deliveries(self, day: str) -> Iterator[RawDelivery]:
         for shard in range(keys.RAW_SHARDS):
             for item in self._query_partition(keys.raw_partition(day, shard)):
@@ -192,25 +272,80 @@ class DynamoStore:
         return [codec.message_from(i) for i in items]
 
     def get_states(self, message_ids: Sequence[str]) -> dict[str, MessageState]:
-        states: dict[str, MessageState] = {}
-        unique = list(dict.fromkeys(message_ids))  # BatchGetItem refuses a request with the same key twice
+        found = self._batch_get([keys.message_state(m) for m in message_ids])
+        return {state.message_id: state for state in map(codec.state_from, found)}
+
+    def get_metas(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        found = self._batch_get([keys.message_meta(m) for m in message_ids])
+        return {meta.message_id: meta for meta in map(codec.message_from, found)}
+
+    def suppressions(self, numbers: Sequence[str]) -> dict[str, Suppression]:
+        found = self._batch_get([keys.suppression(n) for n in numbers])
+        return {s.number: s for s in map(codec.suppression_from, found)}
+
+    def list_suppressions(self, limit: int, after: str | None = None) -> SuppressionPage:
+        condition, values = "GSI1PK = :pk", {":pk": {"S": keys.SUPPRESSIONS}}
+        if after:
+            condition += " AND GSI1SK > :after"
+            values[":after"] = {"S": after}
+        listed = list(
+            itertools.islice(
+                self._query(
+                    IndexName=keys.GSI1, KeyConditionExpression=condition, ExpressionAttributeValues=values
+                ),
+                limit + 1,
+            )
+        )
+        page = tuple(codec.suppression_from(i) for i in listed[:limit])
+        return SuppressionPage(page, page[-1].number if len(listed) > limit else None)
+
+    def inbound(self, since: datetime, limit: int, after: str | None = None) -> InboundPage:
+        # One GSI1 key per day, walked from the day of `after` (or `since`) to today, oldest first.
+        now = utc_now()
+        since = max(since, now - timedelta(days=self._retention_days))
+        start = after or iso(since)
+        day = from_iso(start[:10] + "T00:00:00Z")
+        # A page goes on after the last item of the one before; the first starts at `since` itself.
+        condition = f"GSI1PK = :pk AND GSI1SK {'>' if after else '>='} :start"
+        found: list[dict[str, Any]] = []
+        while day <= now and len(found) <= limit:
+            for item in self._query(
+                IndexName=keys.GSI1,
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues={
+                    ":pk": {"S": keys.inbound_day(f"{day:%Y-%m-%d}")},
+                    ":start": {"S": start},
+                },
+            ):
+                found.append(item)
+                if len(found) > limit:
+                    break
+            day += timedelta(days=1)
+        page = found[:limit]
+        more = len(found) > limit
+        return InboundPage(
+            tuple(codec.event_from(i) for i in page), codec.inbound_position(page[-1]) if more else None
+        )
+
+    def _batch_get(self, wanted: Sequence[keys.Key]) -> list[dict[str, Any]]:
+        """The items of these keys that exist, read consistently; StorageError rather than a partial
+        answer (a missing item would read as "none")."""
+        unique = list({(k["PK"], k["SK"]): k for k in wanted}.values())  # no key twice in one request
+        items: list[dict[str, Any]] = []
         for start in range(0, len(unique), BATCH_GET_LIMIT):
-            keys_ = [codec.key_item(keys.message_state(m)) for m in unique[start : start + BATCH_GET_LIMIT]]
+            keys_ = [codec.key_item(k) for k in unique[start : start + BATCH_GET_LIMIT]]
             request: dict[str, Any] = {self._table: {"Keys": keys_, "ConsistentRead": True}}
             for _ in range(UNPROCESSED_ATTEMPTS):
                 response = self._client.batch_get_item(RequestItems=request)
-                for item in response["Responses"].get(self._table, []):
-                    state = codec.state_from(item)
-                    states[state.message_id] = state
+                items.extend(response["Responses"].get(self._table, []))
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
                 time.sleep(0.05)
             else:
-                # A missing state would read as "no callback yet": never return a partial answer.
                 left = len(request[self._table]["Keys"])
                 raise StorageError(f"{left} keys left unprocessed by BatchGetItem")
-        return states
+        return items
 
     def get_message(self, message_id: str) -> MessageHistory:
         meta = state = None

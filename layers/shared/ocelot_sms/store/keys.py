@@ -13,8 +13,11 @@
 | rejected      | REJECTED#{id}     | #REJECTED         | REJECTED#{day} / {receivedAt}#{id}           |
 | send          | SEND#{sendId}     | #SEND             | SENDS#{yyyy-mm} / {createdAt}#{sendId}       |
 | send part     | SEND#{sendId}     | PART#{part}       | PARTOF#{requestId} / SEND#{sendId}           |
+| inbound event | EVT#{eventId}     | EVT#{eventId}     | INBOUND#{day} / {receivedAt}#{eventId}       |
+| suppression   | SUPPRESSED#{to}   | #SUPPRESSED       | SUPPRESSIONS / {number}                      |
 
-GSI2 (sparse, keys only) lists accepted chunks not yet swept: SWEEP#{hour} / {requestId}#{index}.
+GSI2 (sparse, keys only) lists accepted chunks not yet swept: SWEEP#{hour} / {requestId}#{index}; and
+each message meta by its recipient, TO#{number} / {createdAt}#{messageId} (what a reply answers).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ CHUNKS_SENDING = "CHUNKS#sending"
 CHUNKS_UNKNOWN = "CHUNKS#unknown"
 SEND_SK = "#SEND"
 PART_SK_PREFIX = "PART#"
+SUPPRESSION_SK = "#SUPPRESSED"
+SUPPRESSIONS = "SUPPRESSIONS"
 
 
 def _key(pk: str, sk: str) -> Key:
@@ -93,6 +98,10 @@ def raw_delivery(delivery_id: str, received_at: datetime) -> Key:
 
 def rejected(source_id: str) -> Key:
     return _key(f"REJECTED#{source_id}", "#REJECTED")
+
+
+def suppression(number: str) -> Key:
+    return _key(f"SUPPRESSED#{number}", SUPPRESSION_SK)
 
 
 def send_partition(send_id: str) -> str:
@@ -151,6 +160,21 @@ def part_of(request_id: str) -> tuple[str, str]:
     return f"PARTOF#{request_id}", f"PART#{request_id}"
 
 
+def inbound_day(day: str) -> str:
+    """GSI1PK of the inbound events stored on a UTC day (yyyy-mm-dd)."""
+    return f"INBOUND#{day}"
+
+
+def inbound(received_at: str, event_id: str) -> tuple[str, str]:
+    """GSI1 of an inbound event: listed by the day and the time we stored it ("{iso}" UTC)."""
+    return inbound_day(received_at[:10]), f"{received_at}#{event_id}"
+
+
+def listed_suppression(number: str) -> tuple[str, str]:
+    """GSI1 of a suppression: all of them under one key (opt-outs are few), in number order."""
+    return SUPPRESSIONS, number
+
+
 # ---- GSI2 ------------------------------------------------------------------------------------------
 
 
@@ -165,3 +189,12 @@ def sweep_member(request_id: str, index: int) -> str:
 def parse_sweep_member(value: str) -> tuple[str, int]:
     request_id, index = value.rsplit("#", 1)
     return request_id, int(index)
+
+
+def recipient(number: str) -> str:
+    """GSI2PK of the message metas sent to a number; their GSI2SK is `sent_position`."""
+    return f"TO#{number}"
+
+
+def sent_position(created_at: str, message_id: str) -> str:
+    return f"{created_at}#{message_id}"

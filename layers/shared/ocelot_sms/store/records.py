@@ -19,6 +19,18 @@ class ChunkStatus(StrEnum):
     NOT_SENT = "not_sent"  # certainly not taken by Ocelot (429/503/connect/4xx): safe to send again
 
 
+class ScheduleStatus(StrEnum):
+    SCHEDULED = "scheduled"  # to be sent at its time
+    STARTED = "started"  # its time came (or it was sent early): being sent, or sent
+    CANCELLED = "cancelled"  # cancelled before its time: never sent
+
+
+class SuppressionSource(StrEnum):
+    OPTED_OUT = "opted_out"  # a status callback said the recipient opted out
+    REPLY = "reply"  # the recipient replied an opt-out keyword (STOP)
+    OPERATOR = "operator"  # an operator suppressed the number
+
+
 class EventWrite(StrEnum):
     APPLIED = "applied"  # new event; the message's current status moved to it
     STORED = "stored"  # new event, kept in history; current status already further along (or none)
@@ -26,14 +38,30 @@ class EventWrite(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a request is to be sent, and why (`sendAt`, `quiet_hours`); `request` is the request as
+    the send queue takes it, kept so that it can be sent at its time."""
+
+    status: ScheduleStatus
+    scheduled_for: str
+    reason: str
+    request: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class BatchRecord:
-    """One request to our API (or queue message): what makes a retry "the same request"."""
+    """One request to our API (or queue message): what makes a retry "the same request".
+
+    `suppressed` are the positions of the messages left out because their number was suppressed when
+    sending began: decided once, so that every retry splits the request into the same chunks."""
 
     request_id: str
     request_hash: str
     message_count: int
     chunk_count: int
     origin: str
+    suppressed: tuple[int, ...] = ()
+    schedule: Schedule | None = None
     # Set by the store; not part of what makes two records equal.
     created_at: str | None = field(default=None, compare=False)
 
@@ -52,7 +80,16 @@ class ChunkRecord:
     message_ids: tuple[str, ...] = ()
     # The Ocelot request, kept only while the outcome is unknown: what an operator may resend.
     payload: dict[str, Any] | None = None
+    # Positions (in the request) of the chunk's messages left out because their numbers were
+    # suppressed: `size` counts them, Ocelot's request does not hold them.
+    skipped: tuple[int, ...] = ()
     updated_at: str | None = field(default=None, compare=False)
+
+    @property
+    def positions(self) -> list[int]:
+        """The request positions of the messages Ocelot's request held, in its order."""
+        left_out = set(self.skipped)
+        return [p for p in range(self.first_index, self.first_index + self.size) if p not in left_out]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +174,8 @@ class StateChange:
     error_code: str | None = None
     error_message: str | None = None
     batch_id: str | None = None
+    # The recipient as the callback names it (kept with the state for the status events out).
+    to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +190,29 @@ class MessageState:
     error_code: str | None = None
     error_message: str | None = None
     batch_id: str | None = None
+    to: str | None = None
     updated_at: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SentRef:
+    """A message we sent, as a reply links to it: the last one sent to the number before the reply."""
+
+    message_id: str
+    request_id: str
+    ref: str | None
+    sent_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A text a recipient sent us (an inbound event): from whom, to which of our numbers, what, and
+    the message of ours it most likely answers."""
+
+    sender: str | None
+    recipient: str | None
+    text: str | None
+    reply_to: SentRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +237,38 @@ class EventRecord:
     payload: str | None = None
     understood: bool = True
     reported_time: str | None = None
+    inbound: Inbound | None = None
     received_at: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPage:
+    """Inbound events in the order we stored them; `next` is where the following page starts."""
+
+    events: tuple[EventRecord, ...]
+    next: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """A number nothing is sent to unless a request says includeSuppressed: its recipient opted out
+    (a callback or a STOP reply, dated `at`) or an operator said so."""
+
+    number: str
+    source: SuppressionSource
+    at: str
+    event_id: str | None = None
+    message_id: str | None = None
+    reason: str | None = None
+    created_at: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionPage:
+    """Suppressed numbers in number order; `next` is where the following page starts."""
+
+    suppressions: tuple[Suppression, ...]
+    next: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

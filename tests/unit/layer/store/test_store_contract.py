@@ -19,16 +19,21 @@ from ocelot_sms.store import (
     BatchRecord,
     ChunkRecord,
     ChunkStatus,
+    EventRecord,
     EventWrite,
     MessageRecord,
     RawRef,
     Recipient,
     RequestConflict,
+    Schedule,
+    ScheduleStatus,
     SendConflict,
     SendPart,
     SendRecord,
     StateChange,
     Store,
+    Suppression,
+    SuppressionSource,
     dynamodb,
 )
 from ocelot_sms.store.codec import MAX_STORED_BODY, RAW_HEAD_BYTES
@@ -422,3 +427,169 @@ def test_recent_sends_span_months_and_stop_at_the_retention(
     # Then across the month boundary, newest first; the send older than the retention is not listed
     assert [s.send_id for s in first.sends + second.sends] == ["today", "january", "december"]
     assert second.next is None
+
+
+# ---- sends made later ------------------------------------------------------------------------------
+
+
+def scheduled(request_id: str = "later-1") -> BatchRecord:
+    schedule = Schedule(
+        ScheduleStatus.SCHEDULED, "2026-11-27T15:00:00.000000Z", "sendAt", '{"requestId": "x"}'
+    )
+    return BatchRecord(request_id, "hash-1", 3, 1, "api", (), schedule)
+
+
+def test_a_scheduled_batch_keeps_its_request_and_reads_back(store: Store) -> None:
+    # Given / When a batch to be sent later is stored
+    store.put_batch(scheduled())
+    found = store.get_batch("later-1")
+
+    # Then it reads back scheduled, with the request to send at its time
+    assert found is not None
+    assert found.batch.schedule is not None
+    assert found.batch.schedule.status is ScheduleStatus.SCHEDULED
+    assert found.batch.schedule.request == '{"requestId": "x"}'
+
+
+def test_a_schedule_ends_once_first_writer_wins(store: Store) -> None:
+    # Given a scheduled batch
+    store.put_batch(scheduled())
+
+    # When it is started (leaving out message 1), then cancelled
+    started = store.end_schedule("later-1", ScheduleStatus.STARTED, (1,))
+    cancelled = store.end_schedule("later-1", ScheduleStatus.CANCELLED)
+
+    # Then the start stands, with what it left out; the cancel finds it started
+    assert started is not None
+    assert started.schedule is not None
+    assert (started.schedule.status, started.suppressed) == (ScheduleStatus.STARTED, (1,))
+    assert cancelled is not None
+    assert cancelled.schedule is not None
+    assert cancelled.schedule.status is ScheduleStatus.STARTED
+    # And a batch sent at once, or none at all, is no schedule to end
+    store.put_batch(BatchRecord("now-1", "hash-2", 1, 1, "api"))
+    at_once = store.end_schedule("now-1", ScheduleStatus.CANCELLED)
+    assert at_once is not None
+    assert at_once.schedule is None
+    assert store.end_schedule("nobody", ScheduleStatus.CANCELLED) is None
+
+
+# ---- suppression -----------------------------------------------------------------------------------
+
+
+def suppression(number: str, source: SuppressionSource, at: str) -> Suppression:
+    return Suppression(number, source, at, reason="test")
+
+
+def test_a_newer_callback_replaces_an_older_one_never_the_reverse(store: Store) -> None:
+    # Given a suppression by a callback at 16:00
+    number = "+15551230001"
+    assert store.suppress(suppression(number, SuppressionSource.OPTED_OUT, "2026-11-26T16:00:00Z"))
+
+    # When an older callback comes late, then a newer one
+    older = store.suppress(suppression(number, SuppressionSource.REPLY, "2026-11-26T15:00:00Z"))
+    newer = store.suppress(suppression(number, SuppressionSource.REPLY, "2026-11-26T17:00:00Z"))
+
+    # Then only the newer one replaced it
+    assert (older, newer) == (False, True)
+    assert store.suppressions([number])[number].source is SuppressionSource.REPLY
+
+
+def test_an_operators_suppression_stands_against_callbacks(store: Store) -> None:
+    # Given a number an operator suppressed
+    number = "+15551230002"
+    store.suppress(suppression(number, SuppressionSource.OPERATOR, "2026-11-26T16:00:00Z"))
+
+    # When a newer callback suppresses it, and a newer opt-in would lift it
+    assert not store.suppress(suppression(number, SuppressionSource.OPTED_OUT, "2026-11-27T16:00:00Z"))
+    assert not store.lift_suppression(number, "2026-11-27T16:00:00Z")
+
+    # Then the operator's stands, until an operator lifts it
+    assert store.suppressions([number])[number].source is SuppressionSource.OPERATOR
+    assert store.lift_suppression(number)
+    assert store.suppressions([number]) == {}
+    assert not store.lift_suppression(number)
+
+
+def test_an_opt_in_lifts_only_an_older_callbacks_suppression(store: Store) -> None:
+    # Given a suppression by a STOP at 16:00
+    number = "+15551230003"
+    store.suppress(suppression(number, SuppressionSource.REPLY, "2026-11-26T16:00:00Z"))
+
+    # When an opt-in from before it, then one after it
+    # Then only the later lifts it
+    assert not store.lift_suppression(number, "2026-11-26T15:59:00Z")
+    assert store.lift_suppression(number, "2026-11-26T16:01:00Z")
+    assert store.suppressions([number]) == {}
+
+
+def test_suppressed_numbers_are_read_many_at_once_and_listed_in_pages(store: Store) -> None:
+    # Given five suppressed numbers
+    numbers = [f"+1555123{n:04d}" for n in range(10, 15)]
+    for number in numbers:
+        store.suppress(suppression(number, SuppressionSource.OPERATOR, "2026-11-26T16:00:00Z"))
+
+    # When read for some, and listed two at a time
+    found = store.suppressions([numbers[0], "+15559999999", numbers[4]])
+    pages, after = [], None
+    while True:
+        page = store.list_suppressions(2, after)
+        pages.append([s.number for s in page.suppressions])
+        if page.next is None:
+            break
+        after = page.next
+
+    # Then only the suppressed ones are found, and every number is listed once in order
+    assert sorted(found) == [numbers[0], numbers[4]]
+    assert [n for p in pages for n in p] == numbers
+    assert max(len(p) for p in pages) == 2
+
+
+# ---- replies ---------------------------------------------------------------------------------------
+
+
+def reply_event(event_id: str, sender: str, minutes: int) -> EventRecord:
+    return event(
+        {
+            "name": "IncomingSms.received",
+            "eventId": event_id,
+            "from": sender,
+            "to": "+15550000000",
+            "text": f"reply {event_id}",
+            "dateTime": (T0 + timedelta(minutes=minutes)).isoformat(),
+        }
+    )
+
+
+def test_replies_are_listed_oldest_first_in_pages_since_a_time(store: Store) -> None:
+    # Given five replies stored
+    for n in range(5):
+        assert store.put_event(reply_event(f"in-{n}", "+15551230020", n)) is not EventWrite.DUPLICATE
+
+    # When listed two at a time since before them
+    texts, after = [], None
+    while True:
+        page = store.inbound(T0 - timedelta(days=1), 2, after)
+        texts += [e.inbound.text for e in page.events if e.inbound]
+        if page.next is None:
+            break
+        after = page.next
+
+    # Then each is listed once, in the order stored
+    assert texts == [f"reply in-{n}" for n in range(5)]
+    # And none is listed since a time after they were stored
+    assert store.inbound(utc_now() + timedelta(days=2), 10).events == ()
+
+
+def test_the_last_message_sent_to_a_number_is_found(store: Store) -> None:
+    # Given messages accepted for two numbers
+    store.put_messages([message(0), message(1)])
+
+    # When asked for the last sent to one of them before now, and before they were sent
+    found = store.last_sent_to(message(1).to, iso(utc_now() + timedelta(seconds=1)))
+    none = store.last_sent_to(message(1).to, "2000-01-01T00:00:00.000000Z")
+
+    # Then that message, with its request and ref; nothing before
+    assert found is not None
+    assert (found.message_id, found.request_id, found.ref) == ("m-1", "req-1", "ref-1")
+    assert none is None
