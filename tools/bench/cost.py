@@ -61,6 +61,11 @@ PRICES: dict[str, Price] = {
         "trace recorded (first 100,000/month free)",
         "AWS X-Ray pricing, us-east-1",
     ),
+    "eventbridge_event": Price(
+        1.00 / 1e6,
+        "custom event put on an event bus (per 64 KB chunk)",
+        "Amazon EventBridge pricing, us-east-1",
+    ),
     "ddb_storage_gb_month": Price(0.25, "GB-month, Standard table class", "DynamoDB pricing, us-east-1"),
     "ddb_pitr_gb_month": Price(0.20, "GB-month of continuous backups (PITR)", "DynamoDB pricing, us-east-1"),
 }
@@ -164,6 +169,17 @@ def sender_per_million(
     return _per_million(step, memory_mb, invocations, duration, api=not via_queue, sqs_requests=sqs_requests)
 
 
+def publisher_per_million(batch_size: int) -> dict[str, float]:
+    """Status events out per 1M messages, modelled (the bench does not run the publisher): a message's
+    first status (accepted) and one change per callback, each an EventBridge event; the stream's records
+    read `batch_size` at a time. Its compute and logs are not measured and not counted."""
+    events = 1e6 * (1 + CALLBACKS_PER_MESSAGE)
+    return {
+        "eventbridge_events": events * _p("eventbridge_event"),
+        "lambda_requests": events / batch_size * _p("lambda_request"),
+    }
+
+
 def storage_per_million(
     item_sizes: Mapping[str, Mapping[str, float]], events_per_callback: int
 ) -> dict[str, float]:
@@ -204,6 +220,13 @@ COST_SIZES = (1, 10, 100)  # events per callback
 MEMORY_SIZES = (128, 256, 512, 1024, 1769)
 
 
+def publisher_batch_size() -> int:
+    """Stream records per publisher invocation, as the template's mapping asks."""
+    from tools.template_resources import resource
+
+    return int(resource("PublisherStreamMapping")["Properties"]["BatchSize"])
+
+
 def access_log_bytes() -> int:
     """One API Gateway access log line in the template's format, with typical values."""
     from tools.template_resources import resource
@@ -239,12 +262,13 @@ def model(
         step: dict[str, Any] = applier["batch_step"] if n == 1 else applier["size_steps"][str(n)]
         return step
 
+    publisher = publisher_per_million(publisher_batch_size())
     scenarios = {}
     for n in COST_SIZES:
         hook = webhook_per_million(webhook["by_size"][str(n)]["middle"], memory["WebhookFunction"], access)
         apply = applier_per_million(applier_step(n), memory["ApplierFunction"], n)
-        total = sum(hook.values()) + sum(apply.values()) + sum(sender_api.values())
-        scenarios[str(n)] = {"webhook": hook, "applier": apply, "sender": sender_api, "total": total}
+        parts = {"webhook": hook, "applier": apply, "sender": sender_api, "publisher": publisher}
+        scenarios[str(n)] = {**parts, "total": sum(sum(part.values()) for part in parts.values())}
     sizes = dict(webhook["by_size"]["1"]["middle"]["ddb"]["item_sizes"])
     sizes |= dict(applier_step(1)["ddb"]["item_sizes"]) | dict(middle["ddb"]["item_sizes"])
     return {
