@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.integration.conftest import batch, recipients
+from tests.integration.support import batch, recipients
 from tools.local.client import StackClient, wait_for
 from tools.local.stack import StackInfo
 

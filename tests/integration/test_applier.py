@@ -18,7 +18,7 @@ import pytest
 
 from ocelot_sms.contract import parse_instant
 from ocelot_sms.settings import Settings
-from tests.integration.conftest import ocelot_sms, post_callback, raw_delivery
+from tests.integration.support import ocelot_sms, post_callback, raw_delivery
 from tools.local.client import StackClient, wait_for
 from tools.local.stack import StackInfo
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import batch, recipients
+from tests.integration.support import batch, recipients
 from tools.local.client import StackClient, wait_for
 
 

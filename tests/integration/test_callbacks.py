@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from ocelot_sms.contract import parse_instant
-from tests.integration.conftest import batch, recipients
+from tests.integration.support import batch, recipients
 from tools.local.client import StackClient, wait_for
 from tools.local.stack import StackInfo
 

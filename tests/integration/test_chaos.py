@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import BackgroundChaos, batch, recipients
+from tests.integration.support import BackgroundChaos, batch, recipients
 from tools.chaos.run import format_report
 from tools.local.client import StackClient
 

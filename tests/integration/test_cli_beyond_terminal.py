@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ocelot_sms_cli.exits import Exit
-from tests.integration.conftest import request_id
+from tests.integration.support import request_id
 from tests.integration.test_cli_terminal import MAPPING, TEMPLATE, checkout, export, in_terminal, recipients
 from tools.local.client import StackClient, wait_for
 

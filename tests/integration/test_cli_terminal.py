@@ -29,7 +29,7 @@ from ocelot_sms.observability import metrics
 from ocelot_sms.settings import Settings
 from ocelot_sms.store import DynamoStore
 from ocelot_sms_cli.exits import Exit
-from tests.integration.conftest import port_is_closed, request_id
+from tests.integration.support import port_is_closed, request_id
 from tools.local.aws import client as aws_client
 from tools.local.client import StackClient
 from tools.local.stack import STACK_FILE, StackInfo

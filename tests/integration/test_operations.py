@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from ocelot_sms_cli.main import cli
-from tests.integration.conftest import batch, ocelot_sms, recipients, request_id
+from tests.integration.support import batch, ocelot_sms, recipients, request_id
 from tools.local.client import StackClient, wait_for
 from tools.local.stack import StackInfo
 

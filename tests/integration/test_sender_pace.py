@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import STACK_ARGS, batch, recipients
+from tests.integration.support import STACK_ARGS, batch, recipients
 from tools.local.client import StackClient, wait_for
 from tools.local.stack import StackProcess
 

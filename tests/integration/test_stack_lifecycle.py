@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.integration.conftest import assert_stopped, port_is_closed, ports
+from tests.integration.support import assert_stopped, port_is_closed, ports
 from tools.local.client import StackClient, wait_for
 from tools.local.netguard import is_loopback_host
 from tools.local.stack import PID_FILE, STACK_FILE, StackInfo, StackProcess, read_pid

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import batch, recipients
+from tests.integration.support import batch, recipients
 from tools.local.aws import client as aws_client
 from tools.local.client import SentMessage, StackClient, wait_for
 from tools.local.stack import StackInfo

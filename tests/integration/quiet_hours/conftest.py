@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.conftest import STACK_ARGS, assert_stopped
+from tests.integration.support import STACK_ARGS, running_stack
 from tools.local.stack import StackProcess
 
 
@@ -20,13 +20,4 @@ def window_around(now: datetime) -> str:
 @pytest.fixture(scope="package")
 def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     quiet = ["--param", f"QuietHours={window_around(datetime.now(UTC))}", "--param", "QuietHoursTimeZone=UTC"]
-    process = StackProcess(tmp_path_factory.mktemp("quiet-stack"), [*STACK_ARGS, *quiet])
-    try:
-        process.start(timeout=60)
-        yield process
-    finally:
-        info = process.info
-        code = process.stop()
-        if info is not None:
-            assert code == 0, f"the stack exited with {code}:\n{process.log_tail()}"
-            assert_stopped(process, info)
+    yield from running_stack(tmp_path_factory.mktemp("quiet-stack"), [*STACK_ARGS, *quiet])

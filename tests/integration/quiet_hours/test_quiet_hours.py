@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.integration.conftest import batch, recipients
+from tests.integration.support import batch, recipients
 from tools.local.client import StackClient
 from tools.local.stack import StackInfo
 

@@ -33,7 +33,6 @@ from tests.unit.support.aws import EmfReader, FakeContext
 from tests.unit.support.ocelot import (
     DEFAULT_AUTH,
     FakeOcelot,
-    InFlight,
     LoopbackOcelot,
     Reply,
     Sent,
@@ -47,6 +46,7 @@ from tests.unit.support.ocelot import (
     nestjs,
     ocelot_mock,
     scan,
+    short_api_budget,
 )
 
 MESSAGES = "messages"
@@ -927,21 +927,6 @@ def test_without_a_send_queue_what_the_api_cannot_start_is_503_not_sent(
     chunks = json_body(response)["details"]["result"]["chunks"]
     assert [c["status"] for c in chunks] == ["accepted", "accepted", "not_sent", "not_sent"]
     assert "no send queue is configured" in chunks[2]["reason"]
-
-
-def short_api_budget(monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot) -> None:
-    """Chunks of one message sent two at once, Ocelot taking 1.5 s each, attempts of at most 2.4 s
-    within an API budget of 3.5 s: the first two start (up to 1.1 s of set-up however loaded the
-    machine), the next two never can (1.5 s in, less than an attempt is left)."""
-    for name, value in {
-        "API_BUDGET_SECONDS": "3.5",
-        "CONNECT_TIMEOUT_SECONDS": "0.4",
-        "READ_TIMEOUT_SECONDS": "2.0",
-        "OCELOT_MAX_MESSAGES": "1",
-        "SEND_CONCURRENCY": "2",
-    }.items():
-        monkeypatch.setenv(name, value)
-    ocelot.default = InFlight(1.5)
 
 
 def aws_queue(aws: dict[str, Any]) -> str:

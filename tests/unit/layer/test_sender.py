@@ -36,6 +36,7 @@ from tests.unit.support.ocelot import (
     ocelot_mock,
     outgoing,
     phone,
+    short_api_budget,
 )
 
 pytestmark = pytest.mark.usefixtures("emf")
@@ -822,18 +823,8 @@ def test_a_rate_limit_holds_every_chunk_for_the_retry_after(
 
 @pytest.fixture
 def slow_api(wired: Wired, monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot) -> SenderService:
-    """POST /batches with an API budget of 2 s, attempts of at most 1.5 s (0.5 s to connect, 1 s to answer),
-    chunks of 1 sent 2 at once, and an Ocelot answering after 0.6 s: the first 2 chunks start at once,
-    the next ones could not finish in time."""
-    for name, value in {
-        "API_BUDGET_SECONDS": "2",
-        "CONNECT_TIMEOUT_SECONDS": "0.5",
-        "READ_TIMEOUT_SECONDS": "1",
-        "OCELOT_MAX_MESSAGES": "1",
-        "SEND_CONCURRENCY": "2",
-    }.items():
-        monkeypatch.setenv(name, value)
-    ocelot.default = InFlight(0.6)
+    """POST /batches with a budget that lets the first two chunks start and never the next ones."""
+    short_api_budget(monkeypatch, ocelot)
     return make_service()
 
 

@@ -327,3 +327,18 @@ def scan(dynamodb: Any, table: str) -> list[dict[str, Any]]:
     for page in dynamodb.get_paginator("scan").paginate(TableName=table):
         items.extend(plain(i) for i in page["Items"])
     return items
+
+
+def short_api_budget(monkeypatch: pytest.MonkeyPatch, ocelot: FakeOcelot) -> None:
+    """Chunks of one message sent two at once, Ocelot taking 1.5 s each, attempts of at most 2.4 s
+    within an API budget of 3.5 s: the first two start (up to 1.1 s of set-up however loaded the
+    machine), the next two never can (1.5 s in, less than an attempt is left)."""
+    for name, value in {
+        "API_BUDGET_SECONDS": "3.5",
+        "CONNECT_TIMEOUT_SECONDS": "0.4",
+        "READ_TIMEOUT_SECONDS": "2.0",
+        "OCELOT_MAX_MESSAGES": "1",
+        "SEND_CONCURRENCY": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    ocelot.default = InFlight(1.5)
