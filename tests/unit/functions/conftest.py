@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from functions.webhook import app as webhook_app
 from ocelot_sms.store import DynamoStore
 from tests.events import load_event, with_body
 from tests.unit.support.aws import WEBHOOK_CREDENTIALS, FakeContext
+from tests.unit.support.ocelot import FakeOcelot, guard_network, ocelot_mock
 from tests.unit.support.stream import TableStream
 
 GOOD_BASIC = (
@@ -125,3 +127,11 @@ def applier(aws: dict[str, Any], env: dict[str, str], lambda_context: FakeContex
 @pytest.fixture
 def store(aws: dict[str, Any], env: dict[str, str]) -> DynamoStore:
     return DynamoStore(aws["dynamodb"], env["TABLE_NAME"])
+
+
+@pytest.fixture
+def ocelot(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOcelot]:
+    """Ocelot on `responses`; any other connection must stay on loopback."""
+    guard_network(monkeypatch)
+    with ocelot_mock() as mock:
+        yield FakeOcelot(mock)

@@ -5,7 +5,7 @@ to an SQS queue (moto delivers put_events to SQS targets): what a school's rule 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -16,7 +16,7 @@ from ocelot_sms import runtime
 from tests.unit.functions.conftest import Applier, Webhook, status, webhook_request
 from tests.unit.support.aws import FakeContext
 from tests.unit.support.flows import send
-from tests.unit.support.ocelot import FakeOcelot, guard_network, ocelot_mock
+from tests.unit.support.ocelot import FakeOcelot
 from tests.unit.support.stream import TableStream
 
 pytestmark = pytest.mark.usefixtures("emf", "atomic_dynamodb")
@@ -41,13 +41,6 @@ def bus(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Callable[[], li
         return [json.loads(m["Body"]) for m in got]
 
     return received
-
-
-@pytest.fixture
-def ocelot(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOcelot]:
-    guard_network(monkeypatch)
-    with ocelot_mock() as mock:
-        yield FakeOcelot(mock)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ cancelling it (409 once sending began, 404 for none); the schedule's message on 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +18,7 @@ from tests.events import load_event
 from tests.unit.functions.test_sender import invoke, json_body, post, sqs_record
 from tests.unit.support.aws import FakeContext
 from tests.unit.support.flows import delete_batch
-from tests.unit.support.ocelot import FakeOcelot, batch, guard_network, ocelot_mock
+from tests.unit.support.ocelot import FakeOcelot, batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -40,13 +39,6 @@ def scheduler(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     client = boto3.client("scheduler")
     client.create_schedule_group(Name=GROUP)
     return client
-
-
-@pytest.fixture
-def ocelot(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOcelot]:
-    guard_network(monkeypatch)
-    with ocelot_mock() as mock:
-        yield FakeOcelot(mock)
 
 
 def delete(request_id: str) -> dict[str, Any]:
