@@ -205,8 +205,12 @@ def test_pages_cover_every_message_once_and_each_carries_the_full_counts(
     assert pages[-1]["nextCursor"] is None
 
 
-def test_no_limit_means_pages_of_100(ocelot: FakeOcelot, lambda_context: FakeContext) -> None:
-    # Given 250 messages (chunks of 3)
+def test_no_limit_means_pages_of_100(
+    ocelot: FakeOcelot, monkeypatch: pytest.MonkeyPatch, lambda_context: FakeContext
+) -> None:
+    # Given 250 messages in chunks of 30 (pages end inside a chunk)
+    monkeypatch.setenv("OCELOT_MAX_MESSAGES", "30")
+    runtime.reset()
     send("big", 250)
     # When read without a limit
     pages = walk_pages(lambda q: get_batch("big", lambda_context, q)[1])
