@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from ocelot_sms.store.dynamodb import DynamoStore
 
 # The backend and the codec import boto3: loaded when first used, so that a path that only validates
-# (the Sender's 422 and dry run) imports no AWS SDK.
+# (the Sender's 422 and dry run) imports no boto3.
 _ON_FIRST_USE = {
     "DynamoStore": ("ocelot_sms.store.dynamodb", "DynamoStore"),
     "accepted_from_image": ("ocelot_sms.store.codec", "accepted_from_values"),
