@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ocelot_sms.observability import logger, metrics
 from ocelot_sms.publisher import Accepted, Change
 from ocelot_sms.runtime import publisher_service
-from ocelot_sms.store import accepted_from_image, event_from_image, state_from_image
+from ocelot_sms.store import change_from_image
 
 
 @logger.inject_lambda_context
@@ -26,15 +26,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     changes: list[Change] = []
     sequences: list[str | None] = []
     for record in DynamoDBStreamEvent(event).records:
-        image = (record.dynamodb.new_image if record.dynamodb else None) or {}
-        if image.get("type") == "state":
-            changes.append(state_from_image(image))
-        elif image.get("type") == "message":
-            changes.append(Accepted(*accepted_from_image(image)))
-        elif image.get("kind") == "inbound":
-            changes.append(event_from_image(image))
-        else:  # the filter lets no other record through; one that comes anyway has nothing to publish
+        change = change_from_image((record.dynamodb.new_image if record.dynamodb else None) or {})
+        if change is None:  # none passes the filter; one that comes anyway has nothing to publish
             continue
+        changes.append(Accepted(*change) if isinstance(change, tuple) else change)
         sequences.append(record.dynamodb.sequence_number if record.dynamodb else None)
     failed = publisher_service().publish(changes)
     return {"batchItemFailures": [{"itemIdentifier": sequences[i]} for i in failed]}

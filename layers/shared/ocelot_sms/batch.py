@@ -27,7 +27,6 @@ from ocelot_sms.models import (
     Problem,
     problems_from,
 )
-from ocelot_sms.quiet_hours import QuietHours
 from ocelot_sms.scheduling import when_to_send
 from ocelot_sms.settings import Settings
 
@@ -99,9 +98,7 @@ def preview(request: BatchRequest, settings: Settings) -> BatchResult:
     """A dry run: what would be sent, as counts per Ocelot request and a sample of the first one."""
     chunks = list(split(request.messages, settings.ocelot_max_messages))
     sample = wire_request(request, chunks[0].messages[:PREVIEW_SAMPLE_MESSAGES], settings)
-    timing = when_to_send(
-        request, utc_now(), QuietHours.parse(settings.quiet_hours, settings.quiet_hours_time_zone)
-    )
+    timing = when_to_send(request, utc_now(), settings.quiet())
     return BatchResult(
         request_id=request.request_id,
         status="dry_run",

@@ -72,7 +72,6 @@ from ocelot_sms.ocelot_client import (
     OcelotUnavailable,
     OutOfTime,
 )
-from ocelot_sms.quiet_hours import QuietHours
 from ocelot_sms.scheduling import (
     FIRE_KEY,
     Schedules,
@@ -189,7 +188,7 @@ class SenderService:
         self._client = client
         self._queue = queue
         self._schedules = schedules
-        self._quiet = QuietHours.parse(settings.quiet_hours, settings.quiet_hours_time_zone)
+        self._quiet = settings.quiet()
         self.idempotency = IdempotencyConfig(
             event_key_jmespath="[requestId, chunkIndex]",
             payload_validation_jmespath="requestHash",

@@ -14,10 +14,14 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cache
-from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 # The longest a function keeps a secret it read: what a rotation waits for (the CLI says so).
 SECRET_MAX_AGE_LIMIT = 300
+
+
+if TYPE_CHECKING:
+    from ocelot_sms.quiet_hours import QuietHours
 
 
 class SettingsError(ValueError):
@@ -133,6 +137,13 @@ class Settings:
     clock_skew_seconds: Annotated[int, NonNegative] = 300
     # After a refused webhook request, the secret is read again at most this often per container.
     secret_recheck_seconds: Annotated[int, NonNegative] = 60
+
+    def quiet(self) -> QuietHours | None:
+        """The quiet hours `quiet_hours` and `quiet_hours_time_zone` describe (None: off); both were
+        validated when the settings were read."""
+        from ocelot_sms.quiet_hours import QuietHours
+
+        return QuietHours.parse(self.quiet_hours, self.quiet_hours_time_zone)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

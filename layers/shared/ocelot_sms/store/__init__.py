@@ -44,20 +44,16 @@ from ocelot_sms.store.records import (
 )
 
 if TYPE_CHECKING:
-    from ocelot_sms.store.codec import accepted_from_values as accepted_from_image
-    from ocelot_sms.store.codec import event_from_values as event_from_image
+    from ocelot_sms.store.codec import change_from_values as change_from_image
     from ocelot_sms.store.codec import raw_from_values as raw_delivery_from_image
-    from ocelot_sms.store.codec import state_from_values as state_from_image
     from ocelot_sms.store.dynamodb import DynamoStore
 
 # The backend and the codec import boto3: loaded when first used, so that a path that only validates
 # (the Sender's 422 and dry run) imports no boto3.
 _ON_FIRST_USE = {
     "DynamoStore": ("ocelot_sms.store.dynamodb", "DynamoStore"),
-    "accepted_from_image": ("ocelot_sms.store.codec", "accepted_from_values"),
-    "event_from_image": ("ocelot_sms.store.codec", "event_from_values"),
+    "change_from_image": ("ocelot_sms.store.codec", "change_from_values"),
     "raw_delivery_from_image": ("ocelot_sms.store.codec", "raw_from_values"),
-    "state_from_image": ("ocelot_sms.store.codec", "state_from_values"),
 }
 
 
@@ -102,8 +98,6 @@ __all__ = [
     "Suppression",
     "SuppressionPage",
     "SuppressionSource",
-    "accepted_from_image",
-    "event_from_image",
+    "change_from_image",
     "raw_delivery_from_image",
-    "state_from_image",
 ]

@@ -656,6 +656,21 @@ def raw_from(item: Mapping[str, Any]) -> RawDelivery:
     return raw_from_values(from_item(item))
 
 
+def change_from_values(
+    values: Mapping[str, Any],
+) -> MessageState | tuple[MessageRecord, str | None] | EventRecord | None:
+    """What a stream record's new image (its values, as Powertools hands them over) says changed: a
+    message's state, a message meta with when it was written (Ocelot's acceptance), an inbound event;
+    None for any other item."""
+    if values.get("type") == "state":
+        return state_from_values(values)
+    if values.get("type") == "message":
+        return accepted_from_values(values)
+    if values.get("kind") == "inbound":
+        return event_from_values(values)
+    return None
+
+
 def raw_from_values(values: Mapping[str, Any]) -> RawDelivery:
     """A raw delivery from its item's values already read from DynamoDB's typed form, as a stream
     record's NewImage arrives through Powertools: there a binary is still the base64 text of
