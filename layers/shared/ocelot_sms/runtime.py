@@ -98,14 +98,16 @@ class SqsSendQueue:
         sqs_client().send_message(QueueUrl=self._url, MessageBody=body)
 
 
+def _client(service: str) -> Any:
+    """A client for a call or two per invocation: short timeouts, standard retries."""
+    make: Any = boto3.client  # typed per service name; not every service has stubs installed
+    return make(service, config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}))
+
+
 @cache
 def sqs_client() -> SQSClient:
-    return boto3.client("sqs", config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}))
-
-
-def _client(service: str) -> Any:
-    make: Any = boto3.client  # typed per service name; these have no stubs installed
-    return make(service, config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}))
+    client: SQSClient = _client("sqs")
+    return client
 
 
 @cache
